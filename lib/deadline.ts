@@ -1,0 +1,58 @@
+/**
+ * Deadlines for single socket operations. Every wait on a peer in Accio goes
+ * through {@link withDeadline}, so "no progress for N ms" is decided in one place.
+ *
+ * @example
+ * ```ts
+ * import { withDeadline } from "./deadline.ts";
+ * import { TimeoutError } from "./errors.ts";
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: 5000 });
+ * const n = await withDeadline(
+ *   conn.read(new Uint8Array(7)),
+ *   10_000,
+ *   () => new TimeoutError("no data for 10 s"),
+ *   () => conn.close(),
+ * );
+ * ```
+ * @module
+ */
+
+/** The default for every timeout in Accio, from the specification: 10 seconds. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * Settles like `operation`, unless `ms` pass first: then `onExpire` runs (to
+ * close the socket, which also ends the pending operation) and the returned
+ * promise rejects with the error from `makeError`.
+ */
+export function withDeadline<T>(
+  operation: Promise<T>,
+  ms: number,
+  makeError: () => Error,
+  onExpire?: () => void,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      try {
+        onExpire?.();
+      } finally {
+        reject(makeError());
+      }
+    }, ms);
+  });
+  return Promise.race([operation, expired]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Formats a duration in milliseconds the way error messages say it: `10 s`, `0.5 s`.
+ *
+ * @example
+ * ```ts
+ * import { formatSeconds } from "./deadline.ts";
+ * formatSeconds(10_000); // "10 s"
+ * ```
+ */
+export function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
+}

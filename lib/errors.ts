@@ -1,0 +1,60 @@
+/**
+ * Typed errors shared by the three programs, each carrying the exit code that
+ * the entry points map it to.
+ *
+ * @example
+ * ```ts
+ * import { UsageError } from "./errors.ts";
+ * throw new UsageError('invalid port "abc"');
+ * ```
+ * @module
+ */
+
+/** Exit code for a failure at run time: network, timeout, file, protocol. */
+export const EXIT_FAILURE = 1;
+/** Exit code for a command line that cannot be run as written. */
+export const EXIT_USAGE = 2;
+
+/** Base of every error Accio reports to the user; `message` is shown after `ERROR: `. */
+export class AccioError extends Error {
+  /** The process exit code this error maps to. */
+  readonly exitCode: number = EXIT_FAILURE;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The command line is wrong: unknown option, missing argument, bad port. */
+export class UsageError extends AccioError {
+  override readonly exitCode: number = EXIT_USAGE;
+}
+
+/** A peer did not answer, accept data or send data within a deadline. */
+export class TimeoutError extends AccioError {}
+
+/** The peer sent bytes the protocol does not allow at that point. */
+export class ProtocolError extends AccioError {}
+
+/** The connection failed: refused, reset, closed early, unreachable. */
+export class ConnectionError extends AccioError {}
+
+/** A limit set by the operator was exceeded (size, header length). */
+export class LimitError extends AccioError {}
+
+/** Reading or writing a local file or directory failed. */
+export class FileError extends AccioError {}
+
+/**
+ * Renders any thrown value as the one-line reason shown after `ERROR: `.
+ *
+ * @example
+ * ```ts
+ * import { describeError } from "./errors.ts";
+ * describeError(new Error("boom")); // "boom"
+ * ```
+ */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message.replace(/\s+/g, " ").trim();
+  return String(error);
+}

@@ -1,0 +1,147 @@
+/**
+ * The receiving side of an upload: greet, run the handshake, and stream the
+ * file bytes into a sink with an idle timeout on every read.
+ *
+ * Socket reads and sink writes overlap: while one buffer is being written the
+ * next read fills the other. Buffers start small and double while reads fill
+ * them, so an idle or tiny upload holds a few KiB and a bulk one reads in
+ * large chunks.
+ *
+ * @example
+ * ```ts
+ * import { receiveStream } from "./receiver.ts";
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: 5000 });
+ * let total = 0;
+ * await receiveStream(conn, new Uint8Array(0), {
+ *   write: (chunk) => { total += chunk.length; return Promise.resolve(); },
+ * }, { timeoutMs: 10_000 });
+ * ```
+ * @module
+ */
+import { LimitError } from "./errors.ts";
+import { GREETING, serverHandshake, type ServerHandshakeMode } from "./handshake.ts";
+import { readWithin, type Socket, writeAll } from "./socket_io.ts";
+
+/** Where received file bytes go. */
+export interface ByteSink {
+  /** Stores `chunk`; the buffer is reused once the promise settles. */
+  write(chunk: Uint8Array): Promise<void>;
+}
+
+/** Buffer sizes of the receive loop, in bytes. */
+export const INITIAL_CHUNK = 16 * 1024;
+/** The largest read buffer the receive loop grows to. */
+export const MAX_CHUNK = 512 * 1024;
+/** The handshake's read buffer: all an idle connection holds. */
+export const HANDSHAKE_BUFFER = 4 * 1024;
+
+/** Options of {@link receiveStream}. */
+export interface StreamOptions {
+  /** Longest wait for each read, in ms. */
+  timeoutMs: number;
+  /** Most bytes accepted in all (including `first`); more is a {@link LimitError}. Default: no limit. */
+  maxBytes?: number;
+}
+
+function checkLimit(total: number, maxBytes: number): void {
+  if (total > maxBytes) throw new LimitError(`upload larger than the limit of ${maxBytes} bytes`);
+}
+
+/**
+ * Writes `first` (bytes that arrived with the handshake), then every byte the
+ * socket delivers until the peer closes its side.
+ *
+ * @returns the number of bytes written to `sink`.
+ * @throws {TimeoutError} {ConnectionError} {LimitError}, or whatever `sink` throws.
+ */
+export async function receiveStream(
+  socket: Socket,
+  first: Uint8Array,
+  sink: ByteSink,
+  { timeoutMs, maxBytes = Infinity }: StreamOptions,
+): Promise<number> {
+  let total = first.length;
+  checkLimit(total, maxBytes);
+  let writeError: unknown;
+  const startWrite = (chunk: Uint8Array) =>
+    sink.write(chunk).catch((error) => {
+      writeError ??= error;
+    });
+  let pendingWrite = first.length > 0 ? startWrite(first) : Promise.resolve();
+  const buffers = [new Uint8Array(INITIAL_CHUNK), new Uint8Array(INITIAL_CHUNK)];
+  let next = 0;
+  try {
+    for (;;) {
+      const buffer = buffers[next];
+      const n = await readWithin(socket, buffer, timeoutMs, "file data");
+      if (n === null) break;
+      total += n;
+      checkLimit(total, maxBytes);
+      await pendingWrite;
+      if (writeError) throw writeError;
+      pendingWrite = startWrite(buffer.subarray(0, n));
+      if (n === buffer.length && buffer.length < MAX_CHUNK) {
+        // A full read means a bulk upload: read larger chunks. The write in flight keeps the old buffer alive.
+        buffers[next] = new Uint8Array(buffer.length * 2);
+      }
+      next ^= 1;
+    }
+    await pendingWrite;
+    if (writeError) throw writeError;
+    return total;
+  } finally {
+    await pendingWrite;
+  }
+}
+
+/** Options of {@link receiveUpload}. */
+export interface ReceiveOptions {
+  /** Idle timeout: longest wait for any read, in ms. */
+  timeoutMs: number;
+  /** Which handshakes to accept. */
+  handshake: ServerHandshakeMode;
+  /** Largest upload accepted, in bytes (after the header). */
+  maxBytes: number;
+  /** Largest double-handshake header, in bytes. */
+  maxHeaderBytes: number;
+  /** Whether extension header lines are accepted. */
+  allowHeaderLines: boolean;
+}
+
+/** What a finished receive learned. */
+export interface Received {
+  /** File bytes received (header excluded). */
+  bytes: number;
+  /** The handshake the client used. */
+  handshake: "single" | "double";
+  /** Extension header lines, raw. */
+  headerLines: Uint8Array[];
+}
+
+/**
+ * Runs one upload's receiving side: sends `accio\r\n`, performs the handshake
+ * the client chose, and streams the file into `sink`.
+ */
+export async function receiveUpload(
+  socket: Socket,
+  sink: ByteSink,
+  options: ReceiveOptions,
+): Promise<Received> {
+  await writeAll(socket, GREETING, options.timeoutMs, "accio\\r\\n");
+  const handshake = await serverHandshake(socket, {
+    mode: options.handshake,
+    timeoutMs: options.timeoutMs,
+    maxHeaderBytes: options.maxHeaderBytes,
+    allowHeaderLines: options.allowHeaderLines,
+    buffer: new Uint8Array(HANDSHAKE_BUFFER),
+  });
+  let bytes: number;
+  if (handshake.ended) {
+    checkLimit(handshake.data.length, options.maxBytes);
+    if (handshake.data.length > 0) await sink.write(handshake.data);
+    bytes = handshake.data.length;
+  } else {
+    bytes = await receiveStream(socket, handshake.data, sink, options);
+  }
+  return { bytes, handshake: handshake.kind, headerLines: handshake.headerLines };
+}

@@ -1,0 +1,69 @@
+/**
+ * The sending side of an upload: stream a file into a socket in chunks, with
+ * the file read of the next chunk overlapping the socket write of this one,
+ * and a stall timeout on every socket write.
+ *
+ * @example
+ * ```ts
+ * import { sendStream } from "./sender.ts";
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: 5000 });
+ * using file = await Deno.open("data.csv");
+ * const sent = await sendStream(conn, file, { timeoutMs: 10_000 });
+ * ```
+ * @module
+ */
+import { describeError, FileError } from "./errors.ts";
+import { type Socket, writeAll } from "./socket_io.ts";
+
+/** Default chunk size of {@link sendStream}, in bytes. */
+export const SEND_CHUNK = 256 * 1024;
+
+/** Something the sender reads the file from; `Deno.FsFile` is one. */
+export interface ByteSource {
+  read(buffer: Uint8Array): Promise<number | null>;
+}
+
+/** Options of {@link sendStream}. */
+export interface SendOptions {
+  /** Longest time the socket may accept no data, in ms. */
+  timeoutMs: number;
+  /** Bytes per chunk. Default {@link SEND_CHUNK}. */
+  chunkSize?: number;
+  /** Called after each chunk is handed to the socket with the running total. */
+  onProgress?: (sentBytes: number) => void;
+}
+
+async function readChunk(source: ByteSource, buffer: Uint8Array): Promise<number | null> {
+  try {
+    return await source.read(buffer);
+  } catch (error) {
+    throw new FileError(`cannot read the file: ${describeError(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Sends everything `source` yields, until its end.
+ *
+ * @returns the number of bytes sent.
+ * @throws {TimeoutError} {ConnectionError} {FileError}
+ */
+export async function sendStream(socket: Socket, source: ByteSource, options: SendOptions): Promise<number> {
+  const { timeoutMs, chunkSize = SEND_CHUNK, onProgress } = options;
+  const buffers = [new Uint8Array(chunkSize), new Uint8Array(chunkSize)];
+  let sent = 0;
+  let next = 0;
+  let n = await readChunk(source, buffers[next]);
+  while (n !== null) {
+    const chunk = buffers[next].subarray(0, n);
+    next ^= 1;
+    // Read ahead from the file while the socket takes this chunk.
+    const [, following] = await Promise.all([
+      writeAll(socket, chunk, timeoutMs, "the file"),
+      readChunk(source, buffers[next]),
+    ]);
+    sent += chunk.length;
+    onProgress?.(sent);
+    n = following;
+  }
+  return sent;
+}

@@ -1,0 +1,271 @@
+/**
+ * The Accio server: accepts connections concurrently, numbers them from 1 (or
+ * after the highest upload already in the directory), and saves each upload
+ * as `<N>.file`, complete or `ERROR`.
+ *
+ * Shaped like Go's `net/http` `Server`: explicit settings with defaults,
+ * {@link AccioServer.shutdown} that stops accepting and drains uploads in
+ * flight, and {@link AccioServer.close} that stops at once. Nothing global.
+ *
+ * @example
+ * ```ts
+ * import { AccioServer } from "./server.ts";
+ * const server = await AccioServer.start({ port: 5000, directory: "/save" });
+ * Deno.addSignalListener("SIGQUIT", () => server.shutdown());
+ * await server.finished;
+ * ```
+ * @module
+ */
+import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
+import { AccioError, describeError } from "./errors.ts";
+import type { ServerHandshakeMode } from "./handshake.ts";
+import { formatAddress, listenAll } from "./listen.ts";
+import { type Received, receiveUpload } from "./receiver.ts";
+import { closeQuietly } from "./socket_io.ts";
+import { ERROR_CONTENT, type OpenReport, UploadDirectory, uploadFileName } from "./upload_dir.ts";
+
+/** Settings of an {@link AccioServer}. */
+export interface ServerOptions {
+  /** TCP port, 1-65535. */
+  port: number;
+  /** Directory the uploads are saved in; must exist and be writable. */
+  directory: string;
+  /** Address to listen on. Default: every interface, IPv6 and IPv4. */
+  hostname?: string;
+  /** Abort an upload after this long without a byte, in ms. Default 10 000. */
+  idleTimeoutMs?: number;
+  /** Handshakes accepted. Default `auto`: single or double, per connection. */
+  handshake?: ServerHandshakeMode;
+  /** Connections served at once; more wait in the listen backlog. Default 1024. */
+  maxConnections?: number;
+  /** Largest upload in bytes; a larger one ends as `ERROR`. Default: no limit. */
+  maxUploadBytes?: number;
+  /** Largest double-handshake header in bytes. Default 8192. */
+  maxHeaderBytes?: number;
+  /** Called once per connection when it ends. Default: nothing. */
+  onUpload?: (outcome: UploadOutcome) => void;
+  /** Called with operational messages (accept failures, repairs). Default: nothing. */
+  onLog?: (message: string) => void;
+}
+
+/** How one connection ended. */
+export interface UploadOutcome {
+  /** The connection number. */
+  id: number;
+  /** The client's address, `host:port`. */
+  peer: string;
+  /** The file the upload was saved as. */
+  file: string;
+  /** `saved`: complete file; `error`: the file holds `ERROR`. */
+  outcome: "saved" | "error";
+  /** Why it failed, for `error`. */
+  reason?: string;
+  /** File bytes received (for `error`, before it failed). */
+  bytes: number;
+  /** Which handshake the client used, once known. */
+  handshake?: "single" | "double";
+  /** When the connection was accepted. */
+  startedAt: Date;
+  /** How long it lasted, in ms. */
+  durationMs: number;
+}
+
+/** Default for {@link ServerOptions.maxConnections}. */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** Default for {@link ServerOptions.maxHeaderBytes}. */
+export const DEFAULT_MAX_HEADER_BYTES = 8192;
+
+const ACCEPT_RETRY_MS = 100;
+
+interface Session {
+  conn: Deno.Conn;
+  abortReason?: string;
+}
+
+/** A running Accio server. Create it with {@link AccioServer.start}. */
+export class AccioServer {
+  /** The address it listens on. */
+  readonly addr: Deno.NetAddr;
+  /** The upload directory. */
+  readonly directory: UploadDirectory;
+  /** Settles once the server has stopped and every connection has ended. */
+  readonly finished: Promise<void>;
+
+  readonly #listener: Deno.TcpListener;
+  readonly #options: Required<Omit<ServerOptions, "hostname">>;
+  readonly #sessions = new Set<Session>();
+  #stopping = false;
+  #wake: (() => void) | undefined;
+
+  private constructor(
+    listener: Deno.TcpListener,
+    directory: UploadDirectory,
+    options: Required<Omit<ServerOptions, "hostname">>,
+  ) {
+    this.#listener = listener;
+    this.addr = listener.addr;
+    this.directory = directory;
+    this.#options = options;
+    this.finished = this.#acceptLoop();
+  }
+
+  /**
+   * Checks the directory, binds the port and starts accepting.
+   *
+   * @throws {FileError} for an unusable directory; {ConnectionError} when the port cannot be bound.
+   */
+  static async start(options: ServerOptions): Promise<AccioServer> {
+    const report: OpenReport = { recovered: [] };
+    const directory = await UploadDirectory.open(options.directory, report);
+    const listener = listenAll(options.port, options.hostname);
+    const settings = {
+      port: options.port,
+      directory: options.directory,
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+      handshake: options.handshake ?? "auto",
+      maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      maxUploadBytes: options.maxUploadBytes ?? Infinity,
+      maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+      onUpload: options.onUpload ?? (() => {}),
+      onLog: options.onLog ?? (() => {}),
+    };
+    if (report.recovered.length > 0) {
+      settings.onLog(
+        `recorded ERROR for uploads cut off by an earlier run: ${
+          report.recovered.map(uploadFileName).join(", ")
+        }`,
+      );
+    }
+    return new AccioServer(listener, directory, settings);
+  }
+
+  /** Connections in progress. */
+  get activeConnections(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Stops accepting and waits for the uploads in flight to end (each still
+   * bounded by the idle timeout). Like nginx's SIGQUIT.
+   */
+  shutdown(): Promise<void> {
+    this.#stopAccepting();
+    return this.finished;
+  }
+
+  /**
+   * Stops accepting and aborts every upload in flight: each ends as `ERROR`.
+   * Like nginx's SIGTERM.
+   */
+  close(): Promise<void> {
+    this.#stopAccepting();
+    for (const session of this.#sessions) {
+      session.abortReason ??= "server shut down before the upload finished";
+      closeQuietly(session.conn);
+    }
+    return this.finished;
+  }
+
+  #stopAccepting(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    closeQuietly(this.#listener);
+    this.#wake?.();
+  }
+
+  /** Waits until {@link #wake} is called (a slot freed, or stopping), or `ms` pass. */
+  #pause(ms?: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(() => done(), ms);
+      const done = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+      this.#wake = done;
+    });
+  }
+
+  async #acceptLoop(): Promise<void> {
+    const inFlight = new Set<Promise<void>>();
+    while (!this.#stopping) {
+      if (this.#sessions.size >= this.#options.maxConnections) {
+        await this.#pause(); // excess clients wait in the kernel's backlog
+        continue;
+      }
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#stopping) break;
+        // EMFILE and friends: keep serving; descriptors come back as uploads end.
+        this.#options.onLog(`accept failed, retrying: ${describeError(error)}`);
+        await this.#pause(ACCEPT_RETRY_MS);
+        continue;
+      }
+      const session: Session = { conn };
+      this.#sessions.add(session);
+      const handled = this.#serve(session).finally(() => {
+        this.#sessions.delete(session);
+        inFlight.delete(handled);
+        this.#wake?.();
+      });
+      inFlight.add(handled);
+    }
+    await Promise.all(inFlight);
+  }
+
+  async #serve(session: Session): Promise<void> {
+    const { conn } = session;
+    const startedAt = new Date();
+    const id = this.directory.nextId();
+    const peer = formatAddress(conn.remoteAddr);
+    const file = `${this.directory.path.replace(/\/$/, "")}/${uploadFileName(id)}`;
+    const report = (outcome: "saved" | "error", bytes: number, extra: Partial<UploadOutcome>) =>
+      this.#options.onUpload({
+        id,
+        peer,
+        file,
+        outcome,
+        bytes,
+        startedAt,
+        durationMs: Date.now() - startedAt.getTime(),
+        ...extra,
+      });
+    let upload;
+    try {
+      upload = await this.directory.create(id);
+    } catch (error) {
+      closeQuietly(conn);
+      const reason = describeError(error);
+      const recorded = await Deno.writeFile(file, ERROR_CONTENT, { createNew: true }).then(
+        () => "",
+        (writeError) => `; could not record ERROR: ${describeError(writeError)}`,
+      );
+      report("error", 0, { reason: reason + recorded });
+      return;
+    }
+    let received: Received | undefined;
+    try {
+      received = await receiveUpload(conn, upload, {
+        timeoutMs: this.#options.idleTimeoutMs,
+        handshake: this.#options.handshake,
+        maxBytes: this.#options.maxUploadBytes,
+        maxHeaderBytes: this.#options.maxHeaderBytes,
+        allowHeaderLines: false,
+      });
+      if (session.abortReason) throw new AccioError(session.abortReason);
+      await upload.commit();
+      closeQuietly(conn);
+      report("saved", received.bytes, { handshake: received.handshake });
+    } catch (error) {
+      closeQuietly(conn);
+      const failure = await upload.fail();
+      const reason = session.abortReason ?? describeError(error);
+      report("error", upload.bytes, {
+        reason: failure ? `${reason}; ${failure}` : reason,
+        handshake: received?.handshake,
+      });
+    }
+  }
+}

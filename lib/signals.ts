@@ -1,0 +1,43 @@
+/**
+ * Signal handling for the servers, after nginx: SIGTERM and SIGINT stop at
+ * once, SIGQUIT stops accepting and lets the work in flight finish. A second
+ * signal during a graceful stop stops at once.
+ *
+ * @example
+ * ```ts
+ * import { onStopSignals } from "./signals.ts";
+ * onStopSignals({ graceful: () => console.log("drain"), immediate: () => console.log("stop") });
+ * ```
+ * @module
+ */
+
+/** What to do on each kind of stop request. */
+export interface StopHandlers {
+  /** SIGQUIT: stop accepting, finish what is in flight. */
+  graceful: () => void;
+  /** SIGTERM, SIGINT, or any signal after SIGQUIT: stop now. */
+  immediate: () => void;
+}
+
+/** Installs the stop handlers; returns a function that removes them. */
+export function onStopSignals({ graceful, immediate }: StopHandlers): () => void {
+  let stopping = false;
+  const onQuit = () => {
+    if (stopping) return immediate();
+    stopping = true;
+    graceful();
+  };
+  const onTerminate = () => {
+    stopping = true;
+    immediate();
+  };
+  const installed: [Deno.Signal, () => void][] = [
+    ["SIGQUIT", onQuit],
+    ["SIGTERM", onTerminate],
+    ["SIGINT", onTerminate],
+  ];
+  for (const [signal, handler] of installed) Deno.addSignalListener(signal, handler);
+  return () => {
+    for (const [signal, handler] of installed) Deno.removeSignalListener(signal, handler);
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * Reads and writes on a socket, each bounded by a deadline that closes the
+ * socket when it passes. Reads never take more bytes than asked for, so a
+ * handshake never swallows the file data behind it.
+ *
+ * @example
+ * ```ts
+ * import { readExactly, writeAll } from "./socket_io.ts";
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: 5000 });
+ * const greeting = await readExactly(conn, 7, 10_000, "accio\\r\\n");
+ * await writeAll(conn, new Uint8Array([1, 2, 3]), 10_000);
+ * ```
+ * @module
+ */
+import { formatSeconds, withDeadline } from "./deadline.ts";
+import { ConnectionError, TimeoutError } from "./errors.ts";
+
+/** The socket operations Accio needs: `Deno.Conn` has them all. */
+export interface Socket {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(data: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+/** Closes a socket that may already be closed. */
+export function closeQuietly(socket: { close(): void }): void {
+  try {
+    socket.close();
+  } catch {
+    // Already closed: nothing left to release.
+  }
+}
+
+/** Turns the runtime's socket errors into {@link ConnectionError}s that say what happened. */
+export function connectionFailure(error: unknown, during: string): Error {
+  if (error instanceof TimeoutError || error instanceof ConnectionError) return error;
+  if (error instanceof Deno.errors.ConnectionReset) {
+    return new ConnectionError(`connection reset by peer ${during}`, { cause: error });
+  }
+  if (error instanceof Deno.errors.BrokenPipe) {
+    return new ConnectionError(`connection closed by peer ${during}`, { cause: error });
+  }
+  const reason = error instanceof Error ? error.message : String(error);
+  return new ConnectionError(`connection failed ${during}: ${reason}`, { cause: error });
+}
+
+/**
+ * Reads once into `buffer`, waiting at most `timeoutMs` for data.
+ *
+ * @returns the byte count, or `null` at end of stream.
+ * @throws {TimeoutError} (and closes the socket) when nothing arrives in time.
+ */
+export async function readWithin(
+  socket: Socket,
+  buffer: Uint8Array,
+  timeoutMs: number,
+  waitingFor: string,
+): Promise<number | null> {
+  try {
+    return await withDeadline(
+      socket.read(buffer),
+      timeoutMs,
+      () => new TimeoutError(`no data for ${formatSeconds(timeoutMs)} while waiting for ${waitingFor}`),
+      () => closeQuietly(socket),
+    );
+  } catch (error) {
+    throw connectionFailure(error, `while waiting for ${waitingFor}`);
+  }
+}
+
+/**
+ * Reads exactly `length` bytes, however they are split into segments.
+ *
+ * @throws {TimeoutError} when any single wait exceeds `timeoutMs`.
+ * @throws {ConnectionError} when the stream ends first.
+ */
+export async function readExactly(
+  socket: Socket,
+  length: number,
+  timeoutMs: number,
+  waitingFor: string,
+): Promise<Uint8Array> {
+  const buffer = new Uint8Array(length);
+  let filled = 0;
+  while (filled < length) {
+    const n = await readWithin(socket, buffer.subarray(filled), timeoutMs, waitingFor);
+    if (n === null) {
+      throw new ConnectionError(
+        `connection closed by peer after ${filled} of the ${length} bytes of ${waitingFor}`,
+      );
+    }
+    filled += n;
+  }
+  return buffer;
+}
+
+/**
+ * Writes all of `data`. Each write may take at most `timeoutMs` to make
+ * progress: a peer that stops reading is detected even mid-buffer.
+ *
+ * @throws {TimeoutError} (and closes the socket) when the send buffer stays full.
+ */
+export async function writeAll(
+  socket: Socket,
+  data: Uint8Array,
+  timeoutMs: number,
+  sending = "data",
+): Promise<void> {
+  let written = 0;
+  while (written < data.length) {
+    try {
+      written += await withDeadline(
+        socket.write(data.subarray(written)),
+        timeoutMs,
+        () =>
+          new TimeoutError(
+            `peer accepted no data for ${formatSeconds(timeoutMs)} while sending ${sending}`,
+          ),
+        () => closeQuietly(socket),
+      );
+    } catch (error) {
+      throw connectionFailure(error, `while sending ${sending}`);
+    }
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * The server's upload directory: numbering, temporary files, and the atomic
+ * publication of each upload as `<N>.file` (complete data, or exactly `ERROR`).
+ *
+ * An upload is written to `.<N>.file.part` in the same directory and becomes
+ * visible only when finished, by a hard link that fails rather than replace an
+ * existing file. A server killed mid-upload leaves a `.part` file behind; the
+ * next start turns it into an `ERROR` file for that number and continues after
+ * the highest number present, so no upload is ever overwritten.
+ *
+ * @example
+ * ```ts
+ * import { UploadDirectory } from "./upload_dir.ts";
+ * const dir = await UploadDirectory.open("/save");
+ * const upload = await dir.create(dir.nextId());
+ * await upload.write(new TextEncoder().encode("hello"));
+ * await upload.commit(); // /save/1.file now holds "hello"
+ * ```
+ * @module
+ */
+import { describeError, FileError } from "./errors.ts";
+
+/** The exact content of a failed upload's file. */
+export const ERROR_CONTENT: Uint8Array = new TextEncoder().encode("ERROR");
+
+const FINAL_NAME = /^([0-9]+)\.file$/;
+const PART_NAME = /^\.([0-9]+)\.file\.part$/;
+
+/** The name of upload `id`'s file. */
+export function uploadFileName(id: number): string {
+  return `${id}.file`;
+}
+
+function join(dir: string, name: string): string {
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/**
+ * Makes `temporary` visible as `final` without ever replacing a file already
+ * there, then removes the temporary name.
+ */
+async function publish(temporary: string, final: string): Promise<void> {
+  try {
+    await Deno.link(temporary, final);
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) {
+      throw new FileError(`${final} already exists; it was not overwritten`);
+    }
+    if (!(error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotSupported)) {
+      throw error;
+    }
+    // A file system without hard links: check, then rename (a narrow race, but no other way).
+    if (await exists(final)) throw new FileError(`${final} already exists; it was not overwritten`);
+    await Deno.rename(temporary, final);
+    return;
+  }
+  await Deno.remove(temporary);
+}
+
+/** What {@link UploadDirectory.open} found and repaired. */
+export interface OpenReport {
+  /** Numbers of uploads cut off by an earlier run, now recorded as `ERROR`. */
+  recovered: number[];
+}
+
+/** The directory uploads are saved in. */
+export class UploadDirectory {
+  readonly path: string;
+  #lastId: number;
+
+  private constructor(path: string, lastId: number) {
+    this.path = path;
+    this.#lastId = lastId;
+  }
+
+  /**
+   * Checks that `path` is a writable directory, records leftover temporary
+   * files as `ERROR` uploads, and finds the highest upload number in use.
+   *
+   * @throws {FileError} when the directory is missing, not a directory, or not writable.
+   */
+  static async open(path: string, report: OpenReport = { recovered: [] }): Promise<UploadDirectory> {
+    const problem = (what: string, error?: unknown) =>
+      new FileError(`cannot use directory "${path}": ${what}${error ? `: ${describeError(error)}` : ""}`);
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(path);
+    } catch (error) {
+      throw error instanceof Deno.errors.NotFound
+        ? problem("it does not exist")
+        : problem("cannot read it", error);
+    }
+    if (!info.isDirectory) throw problem("it is not a directory");
+    try {
+      const probe = await Deno.makeTempFile({ dir: path, prefix: ".accio-probe-" });
+      await Deno.remove(probe);
+    } catch (error) {
+      throw problem("it is not writable", error);
+    }
+    let lastId = 0;
+    const parts: number[] = [];
+    try {
+      for await (const entry of Deno.readDir(path)) {
+        const final = FINAL_NAME.exec(entry.name);
+        const part = PART_NAME.exec(entry.name);
+        if (final) lastId = Math.max(lastId, Number(final[1]));
+        if (part) parts.push(Number(part[1]));
+      }
+      for (const id of parts) {
+        lastId = Math.max(lastId, id);
+        const temporary = join(path, `.${id}.file.part`);
+        const final = join(path, uploadFileName(id));
+        if (await exists(final)) {
+          await Deno.remove(temporary);
+        } else {
+          await Deno.writeFile(temporary, ERROR_CONTENT);
+          await publish(temporary, final);
+          report.recovered.push(id);
+        }
+      }
+    } catch (error) {
+      throw problem("cannot list or repair it", error);
+    }
+    return new UploadDirectory(path, lastId);
+  }
+
+  /** The highest upload number handed out or found on disk. */
+  get lastId(): number {
+    return this.#lastId;
+  }
+
+  /** Hands out the next upload number. */
+  nextId(): number {
+    return ++this.#lastId;
+  }
+
+  /** Starts upload `id`: creates its temporary file. */
+  async create(id: number): Promise<UploadFile> {
+    const temporary = join(this.path, `.${id}.file.part`);
+    try {
+      const file = await Deno.open(temporary, { write: true, createNew: true });
+      return new UploadFile(file, temporary, join(this.path, uploadFileName(id)));
+    } catch (error) {
+      throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
+    }
+  }
+}
+
+/** One upload in progress. Ends with exactly one of {@link commit} or {@link fail}. */
+export class UploadFile {
+  /** Where the upload becomes visible. */
+  readonly finalPath: string;
+  readonly #temporaryPath: string;
+  #file: Deno.FsFile | undefined;
+  #bytes = 0;
+
+  /** Use {@link UploadDirectory.create}. */
+  constructor(file: Deno.FsFile, temporaryPath: string, finalPath: string) {
+    this.#file = file;
+    this.#temporaryPath = temporaryPath;
+    this.finalPath = finalPath;
+  }
+
+  /** Bytes written so far. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Appends `chunk` to the temporary file. */
+  async write(chunk: Uint8Array): Promise<void> {
+    const file = this.#file;
+    if (!file) throw new FileError("upload already finished");
+    try {
+      for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
+    } catch (error) {
+      throw new FileError(`cannot write ${this.#temporaryPath}: ${describeError(error)}`, { cause: error });
+    }
+    this.#bytes += chunk.length;
+  }
+
+  #closeFile(): void {
+    try {
+      this.#file?.close();
+    } catch {
+      // Closing only releases the descriptor; a failure leaves nothing to undo.
+    }
+    this.#file = undefined;
+  }
+
+  /** Flushes the data to disk and publishes it as the final file. */
+  async commit(): Promise<void> {
+    const file = this.#file;
+    if (!file) throw new FileError("upload already finished");
+    try {
+      await file.syncData();
+      this.#closeFile();
+      await publish(this.#temporaryPath, this.finalPath);
+    } catch (error) {
+      this.#closeFile();
+      if (error instanceof FileError) throw error;
+      throw new FileError(`cannot save ${this.finalPath}: ${describeError(error)}`, { cause: error });
+    }
+  }
+
+  /**
+   * Discards the data and publishes `ERROR` instead. Never throws: when even
+   * that cannot be written (disk full, directory gone) the temporary file is
+   * removed and the returned reason says why, for the log.
+   */
+  async fail(): Promise<string | undefined> {
+    this.#closeFile();
+    try {
+      // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
+      await Deno.truncate(this.#temporaryPath, 0);
+      await Deno.writeFile(this.#temporaryPath, ERROR_CONTENT);
+      await publish(this.#temporaryPath, this.finalPath);
+      return undefined;
+    } catch (error) {
+      try {
+        await Deno.remove(this.#temporaryPath);
+      } catch {
+        // Already gone with its directory: nothing left behind.
+      }
+      return `could not record ERROR in ${this.finalPath}: ${describeError(error)}`;
+    }
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * `server-s <PORT>`: the simplified Accio server. Serves one connection at a
+ * time and prints each upload's byte count (or `ERROR`) on stdout.
+ *
+ * @module
+ */
+import { parseChoiceOption, parseSecondsOption, printError, runCommand } from "./lib/cli.ts";
+import { CountingServer } from "./lib/counting_server.ts";
+import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
+import { formatAddress } from "./lib/listen.ts";
+import { parsePort } from "./lib/port.ts";
+import { onStopSignals } from "./lib/signals.ts";
+
+const spec = {
+  name: "server-s",
+  usage: "server-s [options] <PORT>",
+  summary: "Simplified Accio server: serves one connection at a time (others wait, none refused) " +
+    "and prints the number of file bytes each one sent, or ERROR after a stall.",
+  positionals: ["PORT"],
+  options: {
+    timeout: { type: "string", valueName: "SECONDS", help: "idle timeout per connection (default 10)" },
+    handshake: {
+      type: "string",
+      valueName: "MODE",
+      help: "auto (default: single or double, per connection), single, or double",
+    },
+    quiet: { type: "boolean", help: "log nothing on stderr but fatal errors" },
+  },
+} as const;
+
+await runCommand(spec, Deno.args, async ({ positionals: [portText], values }) => {
+  const port = parsePort(portText);
+  const log = values.quiet ? () => {} : (line: string) => printError(`server-s: ${line}`);
+  const stdout = new TextEncoder();
+  const server = CountingServer.start({
+    port,
+    idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
+    handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
+    onResult: (line) => Deno.stdout.writeSync(stdout.encode(line + "\n")),
+    onLog: log,
+  });
+  log(`listening on ${formatAddress(server.addr)}`);
+  onStopSignals({ graceful: () => server.shutdown(), immediate: () => server.close() });
+  await server.finished;
+  return 0;
+});
