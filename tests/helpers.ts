@@ -1,0 +1,364 @@
+/**
+ * Test harness: starts the real entry points as subprocesses, with exactly the
+ * permissions of their `deno task`, and talks to them over loopback sockets.
+ * Every wait is bounded; every process is stopped by the test that started it
+ * (`await using`).
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import denoConfig from "../deno.json" with { type: "json" };
+
+export const ROOT = new URL("..", import.meta.url).pathname;
+export const PEERS = new URL("./peers/", import.meta.url).pathname;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+export const bytes = (text: string): Uint8Array => encoder.encode(text);
+export const text = (data: Uint8Array): string => decoder.decode(data);
+
+export type Program = "server" | "client" | "server-s";
+
+/** `deno run` arguments of a program's task in deno.json: the same permissions as users get. */
+export function taskArgs(program: Program): string[] {
+  const task = denoConfig.tasks[program];
+  const words = task.split(/\s+/);
+  if (words[0] !== "deno" || words[1] !== "run") {
+    throw new Error(`task ${program} is not "deno run ...": ${task}`);
+  }
+  return [...words.slice(1, -1), `${ROOT}${words.at(-1)}`];
+}
+
+/** Sleeps `ms`. */
+export const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `predicate` every 20 ms until it holds; fails after `timeoutMs`. */
+export async function waitFor(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+/** A port that was free a moment ago, on both IPv4 and IPv6. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "::", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** A fresh temporary directory. */
+export function tempDir(): Promise<string> {
+  return Deno.makeTempDir({ prefix: "accio-test-" });
+}
+
+/** A running subprocess whose output is collected as it arrives. */
+export class Proc {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly #pumps: Promise<void>[];
+  #status: Deno.CommandStatus | undefined;
+  readonly statusPromise: Promise<Deno.CommandStatus>;
+  /** Highest VmHWM (peak resident set, KiB) read from /proc while it ran. */
+  peakRssKiB = 0;
+  #sampler: ReturnType<typeof setInterval> | undefined;
+
+  constructor(command: string, args: string[], options: { env?: Record<string, string>; cwd?: string } = {}) {
+    this.child = new Deno.Command(command, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: options.env,
+      cwd: options.cwd,
+    }).spawn();
+    this.#pumps = [
+      this.#pump(this.child.stdout, (s) => this.stdout += s),
+      this.#pump(this.child.stderr, (s) => this.stderr += s),
+    ];
+    this.statusPromise = this.child.status.then((status) => {
+      this.#status = status;
+      return status;
+    });
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, append: (s: string) => void): Promise<void> {
+    const textStream = stream.pipeThrough(new TextDecoderStream());
+    for await (const chunk of textStream) append(chunk);
+  }
+
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  get exited(): boolean {
+    return this.#status !== undefined;
+  }
+
+  /** Samples the peak RSS from /proc every `everyMs` until the process ends. */
+  trackMemory(everyMs = 25): void {
+    const sample = () => {
+      try {
+        const status = Deno.readTextFileSync(`/proc/${this.pid}/status`);
+        const kib = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+        this.peakRssKiB = Math.max(this.peakRssKiB, kib);
+      } catch {
+        // The process is gone; the last sample stands.
+      }
+    };
+    sample();
+    this.#sampler = setInterval(sample, everyMs);
+  }
+
+  /** Waits for the exit (at most `timeoutMs`, then SIGKILL and fail); returns the status with all output read. */
+  async wait(timeoutMs = 20_000): Promise<Deno.CommandStatus> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<"timeout">((resolve) =>
+      timer = setTimeout(() => resolve("timeout"), timeoutMs)
+    );
+    const result = await Promise.race([this.statusPromise, timedOut]);
+    clearTimeout(timer);
+    if (result === "timeout") {
+      this.#kill("SIGKILL");
+      await this.statusPromise;
+      await this.#finish();
+      throw new Error(`process did not exit within ${timeoutMs} ms; stderr:\n${this.stderr}`);
+    }
+    await this.#finish();
+    return result;
+  }
+
+  async #finish(): Promise<void> {
+    clearInterval(this.#sampler);
+    await Promise.all(this.#pumps);
+  }
+
+  #kill(signal: Deno.Signal): void {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  }
+
+  /** Sends `signal` and waits for the exit. */
+  async stop(signal: Deno.Signal = "SIGTERM", timeoutMs = 10_000): Promise<Deno.CommandStatus> {
+    if (!this.exited) this.#kill(signal);
+    return await this.wait(timeoutMs);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.exited) this.#kill("SIGKILL");
+    await this.statusPromise;
+    await this.#finish();
+  }
+}
+
+/** Starts a Deno program with its task's permissions. */
+export function spawnProgram(program: Program, args: string[], env?: Record<string, string>): Proc {
+  return new Proc(Deno.execPath(), [...taskArgs(program), ...args], { env });
+}
+
+/** A started server: the process, its port, and for `server` its directory. */
+export interface RunningServer extends AsyncDisposable {
+  proc: Proc;
+  port: number;
+  dir: string;
+}
+
+/**
+ * Starts `server <port> <dir> ...extra` (or `server-s <port> ...extra`) and
+ * waits for its "listening" line.
+ */
+export async function startServer(
+  program: "server" | "server-s",
+  { dir, extra = [], port = freePort() }: { dir?: string; extra?: string[]; port?: number } = {},
+): Promise<RunningServer> {
+  const directory = program === "server" ? dir ?? await tempDir() : "";
+  const args = program === "server" ? [...extra, String(port), directory] : [...extra, String(port)];
+  const proc = spawnProgram(program, args);
+  try {
+    await waitFor(() => proc.stderr.includes("listening on") || proc.exited, 15_000, `${program} to listen`);
+    if (proc.exited) throw new Error(`${program} exited at start: ${proc.stderr}`);
+  } catch (error) {
+    await proc[Symbol.asyncDispose]();
+    throw error;
+  }
+  return { proc, port, dir: directory, [Symbol.asyncDispose]: () => proc[Symbol.asyncDispose]() };
+}
+
+/** Runs the client to completion (bounded). */
+export async function runClient(
+  args: string[],
+  timeoutMs = 30_000,
+): Promise<{ code: number; stdout: string; stderr: string; proc: Proc }> {
+  const proc = spawnProgram("client", args);
+  const status = await proc.wait(timeoutMs);
+  return { code: status.code, stdout: proc.stdout, stderr: proc.stderr, proc };
+}
+
+/** Connects a raw TCP socket to loopback. */
+export function connect(port: number, hostname = "127.0.0.1"): Promise<Deno.TcpConn> {
+  return Deno.connect({ hostname, port });
+}
+
+/** Reads exactly `n` bytes (bounded by `timeoutMs`). */
+export async function readExactly(conn: Deno.Conn, n: number, timeoutMs = 10_000): Promise<Uint8Array> {
+  const buffer = new Uint8Array(n);
+  let filled = 0;
+  const end = Date.now() + timeoutMs;
+  while (filled < n) {
+    const got = await readWithTimeout(conn, buffer.subarray(filled), end - Date.now());
+    if (got === "timeout") throw new Error(`timed out after ${timeoutMs} ms with ${filled} of ${n} bytes`);
+    if (got === null) throw new Error(`connection closed after ${filled} of ${n} bytes`);
+    filled += got;
+  }
+  return buffer;
+}
+
+/** One read, or `"timeout"` after `ms`. */
+export async function readWithTimeout(
+  conn: Deno.Conn,
+  buffer: Uint8Array,
+  ms: number,
+): Promise<number | null | "timeout"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((resolve) =>
+    timer = setTimeout(() => resolve("timeout"), Math.max(ms, 0))
+  );
+  try {
+    return await Promise.race([conn.read(buffer), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Reads until the peer closes; returns what arrived, or "reset" if the peer
+ * reset the connection. Fails after `timeoutMs`.
+ */
+export async function readToEnd(conn: Deno.Conn, timeoutMs = 15_000): Promise<Uint8Array | "reset"> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    let n;
+    try {
+      n = await readWithTimeout(conn, buffer, end - Date.now());
+    } catch (error) {
+      if (error instanceof Deno.errors.ConnectionReset) return "reset";
+      throw error;
+    }
+    if (n === "timeout") throw new Error(`peer did not close within ${timeoutMs} ms`);
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
+  }
+  const all = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return all;
+}
+
+/** Writes all of `data`. */
+export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  for (let done = 0; done < data.length;) done += await conn.write(data.subarray(done));
+}
+
+/** Connects, reads the greeting, sends `data`, half-closes, and waits for the server to close. */
+export async function rawUpload(port: number, data: Uint8Array, hostname = "127.0.0.1"): Promise<void> {
+  const conn = await connect(port, hostname);
+  try {
+    const greeting = await readExactly(conn, 7);
+    if (text(greeting) !== "accio\r\n") throw new Error(`bad greeting ${JSON.stringify(text(greeting))}`);
+    await writeAll(conn, data);
+    await conn.closeWrite();
+    await readToEnd(conn);
+  } finally {
+    conn.close();
+  }
+}
+
+/** SHA-256 of a file, streamed. */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path);
+  for await (const chunk of file.readable) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+/** SHA-256 of bytes. */
+export function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** Writes `size` pseudo-random bytes to a new file in `dir` (deterministic per seed), streamed. */
+export async function makeFile(dir: string, name: string, size: number, seed = 1): Promise<string> {
+  const path = `${dir}/${name}`;
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const chunk = new Uint8Array(Math.min(size, 1 << 20));
+  let state = seed >>> 0 || 1;
+  for (let written = 0; written < size;) {
+    const n = Math.min(chunk.length, size - written);
+    for (let i = 0; i < n; i += 4) {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      chunk[i] = state;
+      chunk[i + 1] = state >>> 8;
+      chunk[i + 2] = state >>> 16;
+      chunk[i + 3] = state >>> 24;
+    }
+    for (let done = 0; done < n;) done += await file.write(chunk.subarray(done, n));
+    written += n;
+  }
+  return path;
+}
+
+/** Files in `dir` (names), sorted, hidden ones included. */
+export async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
+}
+
+/** Waits until `<dir>/<n>.file` exists, bounded. */
+export function waitForFile(dir: string, n: number, timeoutMs = 15_000): Promise<void> {
+  return waitFor(
+    async () => {
+      try {
+        await Deno.lstat(`${dir}/${n}.file`);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    timeoutMs,
+    `${dir}/${n}.file`,
+  );
+}
+
+/** Whether an executable is on PATH. */
+export async function hasCommand(name: string): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("sh", { args: ["-c", `command -v ${name}`], stdout: "null" })
+      .output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs a Python peer from tests/peers. */
+export function spawnPeer(script: string, args: string[]): Proc {
+  return new Proc("python3", ["-u", `${PEERS}${script}`, ...args]);
+}

@@ -1,0 +1,423 @@
+/** `server <PORT> <FILE-DIR>` checked from outside over loopback TCP. */
+import assert from "node:assert/strict";
+import {
+  bytes,
+  connect,
+  delay,
+  listDir,
+  makeFile,
+  rawUpload,
+  readExactly,
+  readToEnd,
+  readWithTimeout,
+  runClient,
+  sha256,
+  sha256File,
+  spawnPeer,
+  spawnProgram,
+  startServer,
+  tempDir,
+  text,
+  waitFor,
+  waitForFile,
+  writeAll,
+} from "./helpers.ts";
+
+const read = (path: string) => Deno.readFile(path);
+
+Deno.test("server saves each connection's bytes as <N>.file, numbered from 1", async () => {
+  await using server = await startServer("server");
+  await rawUpload(server.port, bytes("first upload"));
+  await rawUpload(server.port, bytes("second\r\n\x00\xff upload"));
+  assert.deepEqual(text(await read(`${server.dir}/1.file`)), "first upload");
+  assert.deepEqual(text(await read(`${server.dir}/2.file`)), "second\r\n\x00\xff upload");
+  assert.deepEqual(await listDir(server.dir), ["1.file", "2.file"]);
+});
+
+Deno.test("server stores bytes exactly: every byte value, no decoding", async () => {
+  await using server = await startServer("server");
+  const all = new Uint8Array(256 * 4).map((_, i) => i % 256);
+  await rawUpload(server.port, all);
+  assert.deepEqual(await read(`${server.dir}/1.file`), all);
+});
+
+Deno.test("server writes an empty file for a graceful close with no data", async () => {
+  await using server = await startServer("server");
+  await rawUpload(server.port, new Uint8Array(0));
+  assert.deepEqual((await Deno.stat(`${server.dir}/1.file`)).size, 0);
+});
+
+Deno.test("server greets 12 connections opened at once before any of them sends", async () => {
+  await using server = await startServer("server");
+  const conns = await Promise.all(Array.from({ length: 12 }, () => connect(server.port)));
+  try {
+    const greetings = await Promise.all(conns.map((c) => readExactly(c, 7, 5_000)));
+    for (const g of greetings) assert.deepEqual(text(g), "accio\r\n");
+    await Promise.all(conns.map(async (c, i) => {
+      await writeAll(c, bytes(`upload from connection ${i}`));
+      await c.closeWrite();
+      await readToEnd(c);
+    }));
+  } finally {
+    conns.forEach((c) => c.close());
+  }
+  const contents = await Promise.all(
+    Array.from({ length: 12 }, (_, i) => Deno.readTextFile(`${server.dir}/${i + 1}.file`)),
+  );
+  assert.deepEqual(
+    contents.sort(),
+    Array.from({ length: 12 }, (_, i) => `upload from connection ${i}`).sort(),
+  );
+});
+
+Deno.test("server keeps interleaved uploads apart", async () => {
+  await using server = await startServer("server");
+  const a = await connect(server.port);
+  const b = await connect(server.port);
+  try {
+    await readExactly(a, 7);
+    await readExactly(b, 7);
+    for (let i = 0; i < 20; i++) {
+      await writeAll(a, bytes(`a${i};`));
+      await writeAll(b, bytes(`b${i};`));
+      await delay(5);
+    }
+    await a.closeWrite();
+    await b.closeWrite();
+    await readToEnd(a);
+    await readToEnd(b);
+  } finally {
+    a.close();
+    b.close();
+  }
+  const expected = (p: string) => Array.from({ length: 20 }, (_, i) => `${p}${i};`).join("");
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), expected("a"));
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/2.file`), expected("b"));
+});
+
+Deno.test("a stalled upload does not delay another connection's greeting or data", async () => {
+  await using server = await startServer("server", { extra: ["--timeout", "3"] });
+  const stalled = await connect(server.port);
+  try {
+    await readExactly(stalled, 7);
+    await writeAll(stalled, bytes("partial"));
+    const started = Date.now();
+    await rawUpload(server.port, bytes("quick"));
+    assert(Date.now() - started < 2_000, "the second upload waited for the stalled one");
+    assert.deepEqual(await Deno.readTextFile(`${server.dir}/2.file`), "quick");
+  } finally {
+    stalled.close();
+  }
+});
+
+Deno.test("server: 100 MiB upload by the client is byte-identical, server RSS stays under 150 MiB", async () => {
+  const work = await tempDir();
+  const source = await makeFile(work, "big.bin", 100 * 1024 * 1024, 7);
+  await using server = await startServer("server");
+  server.proc.trackMemory();
+  const result = await runClient(["127.0.0.1", String(server.port), source], 120_000);
+  assert.deepEqual(result.code, 0, result.stderr);
+  assert.deepEqual(await sha256File(`${server.dir}/1.file`), await sha256File(source));
+  await delay(100);
+  const peakMiB = server.proc.peakRssKiB / 1024;
+  assert(peakMiB > 0, "no RSS sample was taken");
+  assert(peakMiB < 150, `server peak RSS ${peakMiB.toFixed(1)} MiB`);
+  await Deno.remove(work, { recursive: true });
+});
+
+Deno.test("server: an upload idle for the timeout becomes exactly ERROR, partial data discarded", async () => {
+  await using server = await startServer("server", { extra: ["--timeout", "1"] });
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("partial data that must be discarded"));
+    const started = Date.now();
+    const end = await readToEnd(conn, 5_000);
+    const waited = Date.now() - started;
+    assert(waited >= 900 && waited < 3_000, `server closed after ${waited} ms`);
+    assert(end === "reset" || end.length === 0);
+  } finally {
+    conn.close();
+  }
+  await waitForFile(server.dir, 1);
+  assert.deepEqual(text(await read(`${server.dir}/1.file`)), "ERROR");
+  assert.deepEqual(await listDir(server.dir), ["1.file"], "a temporary file was left behind");
+});
+
+Deno.test("server: the default idle timeout is 10 seconds", async () => {
+  await using server = await startServer("server");
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("x"));
+    const started = Date.now();
+    await readToEnd(conn, 15_000);
+    const waited = Date.now() - started;
+    assert(waited >= 9_500 && waited < 12_000, `closed after ${waited} ms, expected ~10 s`);
+  } finally {
+    conn.close();
+  }
+  await waitForFile(server.dir, 1);
+  assert.deepEqual(text(await read(`${server.dir}/1.file`)), "ERROR");
+});
+
+Deno.test("server: an idle connection that never sent a byte also ends as ERROR", async () => {
+  await using server = await startServer("server", { extra: ["--timeout", "0.5"] });
+  const conn = await connect(server.port);
+  try {
+    await readToEnd(conn, 5_000);
+  } finally {
+    conn.close();
+  }
+  await waitForFile(server.dir, 1);
+  assert.deepEqual(text(await read(`${server.dir}/1.file`)), "ERROR");
+});
+
+Deno.test("server: a reset mid-upload gives ERROR and the server keeps serving", async () => {
+  await using server = await startServer("server");
+  const work = await tempDir();
+  const source = await makeFile(work, "data.bin", 2 * 1024 * 1024, 3);
+  await using peer = spawnPeer("seed_client.py", [
+    "127.0.0.1",
+    String(server.port),
+    source,
+    "--reset-after",
+    "500000",
+  ]);
+  assert.deepEqual((await peer.wait()).code, 0, peer.stderr);
+  await waitForFile(server.dir, 1);
+  assert.deepEqual(text(await read(`${server.dir}/1.file`)), "ERROR");
+  await rawUpload(server.port, bytes("still serving"));
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/2.file`), "still serving");
+  assert.deepEqual(await listDir(server.dir), ["1.file", "2.file"]);
+  await Deno.remove(work, { recursive: true });
+});
+
+Deno.test("server: no <N>.file is visible before its upload completes", async () => {
+  await using server = await startServer("server");
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("in progress"));
+    await delay(200);
+    assert.deepEqual((await listDir(server.dir)).filter((n) => !n.startsWith(".")), []);
+    await conn.closeWrite();
+    await readToEnd(conn);
+  } finally {
+    conn.close();
+  }
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "in progress");
+});
+
+Deno.test("server: the double handshake is detected and its header is not stored", async () => {
+  await using server = await startServer("server");
+  const conn = await connect(server.port);
+  try {
+    assert.deepEqual(text(await readExactly(conn, 7)), "accio\r\n");
+    // Split the confirmation across segments: detection must not depend on segmenting.
+    await writeAll(conn, bytes("confirm-"));
+    await delay(50);
+    await writeAll(conn, bytes("accio\r\n"));
+    assert.deepEqual(text(await readExactly(conn, 7)), "accio\r\n");
+    await writeAll(conn, bytes("confirm-accio-again\r\n\r\nthe file"));
+    await conn.closeWrite();
+    await readToEnd(conn);
+  } finally {
+    conn.close();
+  }
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "the file");
+});
+
+Deno.test("server: a broken double handshake ends as ERROR", async () => {
+  await using server = await startServer("server");
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("confirm-accio\r\n"));
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("confirm-something-else\r\n\r\ndata"));
+    await conn.closeWrite();
+    await readToEnd(conn);
+  } finally {
+    conn.close();
+  }
+  await waitForFile(server.dir, 1);
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "ERROR");
+});
+
+Deno.test("server: bytes that only start like confirm-accio are file data", async () => {
+  await using server = await startServer("server");
+  await rawUpload(server.port, bytes("confirm-acc"));
+  await rawUpload(server.port, bytes("confirm-accXdata"));
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "confirm-acc");
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/2.file`), "confirm-accXdata");
+});
+
+Deno.test("server --handshake single stores confirm-accio as data", async () => {
+  await using server = await startServer("server", { extra: ["--handshake", "single"] });
+  await rawUpload(server.port, bytes("confirm-accio\r\nrest"));
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "confirm-accio\r\nrest");
+});
+
+Deno.test("server --handshake double refuses a single-handshake client with ERROR", async () => {
+  await using server = await startServer("server", { extra: ["--handshake", "double"] });
+  await rawUpload(server.port, bytes("plain data"));
+  await waitForFile(server.dir, 1);
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "ERROR");
+});
+
+Deno.test("server listens on IPv6 ::1 and IPv4 127.0.0.1 alike", async () => {
+  await using server = await startServer("server");
+  await rawUpload(server.port, bytes("over v6"), "::1");
+  await rawUpload(server.port, bytes("over v4"), "127.0.0.1");
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "over v6");
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/2.file`), "over v4");
+});
+
+Deno.test("server restarted on a used directory continues after the highest number", async () => {
+  const dir = await tempDir();
+  await Deno.writeTextFile(`${dir}/1.file`, "old one");
+  await Deno.writeTextFile(`${dir}/7.file`, "old seven");
+  await Deno.writeTextFile(`${dir}/notes.txt`, "not an upload");
+  {
+    await using server = await startServer("server", { dir });
+    await rawUpload(server.port, bytes("new"));
+  }
+  assert.deepEqual(await Deno.readTextFile(`${dir}/8.file`), "new");
+  assert.deepEqual(await Deno.readTextFile(`${dir}/1.file`), "old one");
+  assert.deepEqual(await Deno.readTextFile(`${dir}/7.file`), "old seven");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("server turns a leftover temporary file from a killed run into ERROR and skips its number", async () => {
+  const dir = await tempDir();
+  await Deno.writeTextFile(`${dir}/1.file`, "done");
+  await Deno.writeTextFile(`${dir}/.2.file.part`, "cut off by kill -9");
+  {
+    await using server = await startServer("server", { dir });
+    await rawUpload(server.port, bytes("after restart"));
+  }
+  assert.deepEqual(await listDir(dir), ["1.file", "2.file", "3.file"]);
+  assert.deepEqual(await Deno.readTextFile(`${dir}/2.file`), "ERROR");
+  assert.deepEqual(await Deno.readTextFile(`${dir}/3.file`), "after restart");
+  await Deno.remove(dir, { recursive: true });
+});
+
+for (const signal of ["SIGTERM", "SIGINT", "SIGQUIT"] as const) {
+  Deno.test(`server exits 0 on ${signal}`, async () => {
+    await using server = await startServer("server");
+    await rawUpload(server.port, bytes("before the signal"));
+    const status = await server.proc.stop(signal, 5_000);
+    assert.deepEqual(status.code, 0, server.proc.stderr);
+    assert.deepEqual(status.signal, null);
+  });
+}
+
+Deno.test("server on SIGTERM aborts uploads in flight: ERROR, no temporary file, exit 0", async () => {
+  await using server = await startServer("server");
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("half an upload"));
+    await delay(100);
+    const status = await server.proc.stop("SIGTERM", 5_000);
+    assert.deepEqual(status.code, 0);
+  } finally {
+    conn.close();
+  }
+  assert.deepEqual(await listDir(server.dir), ["1.file"]);
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "ERROR");
+});
+
+Deno.test("server on SIGQUIT stops accepting but lets an upload in flight finish", async () => {
+  await using server = await startServer("server");
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("first half, "));
+    server.proc.child.kill("SIGQUIT");
+    await waitFor(() => server.proc.stderr.includes("stopping"), 5_000, "the drain message");
+    // New connections are refused now.
+    let refused = false;
+    try {
+      (await connect(server.port)).close();
+    } catch (error) {
+      refused = error instanceof Deno.errors.ConnectionRefused;
+    }
+    assert(refused, "a new connection was accepted after SIGQUIT");
+    assert(!server.proc.exited, "server exited before the upload finished");
+    await writeAll(conn, bytes("second half"));
+    await conn.closeWrite();
+    await readToEnd(conn);
+  } finally {
+    conn.close();
+  }
+  const status = await server.proc.wait(5_000);
+  assert.deepEqual(status.code, 0);
+  assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "first half, second half");
+});
+
+Deno.test("server: bad ports and directories give ERROR: and a non-zero exit", async () => {
+  const dir = await tempDir();
+  const file = `${dir}/plain-file`;
+  await Deno.writeTextFile(file, "");
+  const cases: [string[], RegExp][] = [
+    [["abc", dir], /port/],
+    [["0", dir], /port/],
+    [["65536", dir], /port/],
+    [["-1", dir], /port/],
+    [["5000.5", dir], /port/],
+    [["", dir], /port/],
+    [["5000", `${dir}/missing`], /does not exist/],
+    [["5000", file], /not a directory/],
+    [["5000"], /missing argument/],
+    [["5000", dir, "extra"], /too many arguments/],
+    [["--bogus", "5000", dir], /unknown option/],
+    [["--timeout", "0", "5000", dir], /--timeout/],
+  ];
+  for (const [args, message] of cases) {
+    const proc = spawnProgram("server", args);
+    const status = await proc.wait(10_000);
+    assert.notEqual(status.code, 0, `server ${args.join(" ")} exited 0`);
+    assert.match(proc.stderr, /^ERROR: /m, `server ${args.join(" ")}`);
+    assert.match(proc.stderr, message);
+  }
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("server: a port already in use gives ERROR: and a non-zero exit", async () => {
+  const listener = Deno.listen({ hostname: "::", port: 0 });
+  try {
+    const dir = await tempDir();
+    const proc = spawnProgram("server", [String((listener.addr as Deno.NetAddr).port), dir]);
+    const status = await proc.wait(10_000);
+    assert.notEqual(status.code, 0);
+    assert.match(proc.stderr, /^ERROR: cannot listen on port \d+: the port is already in use/m);
+    await Deno.remove(dir, { recursive: true });
+  } finally {
+    listener.close();
+  }
+});
+
+Deno.test("server: an unwritable directory gives ERROR: and a non-zero exit", async () => {
+  // Tests may run as root, which ignores file modes; nobody can create files in /proc.
+  const proc = spawnProgram("server", ["5000", "/proc"]);
+  const status = await proc.wait(10_000);
+  assert.notEqual(status.code, 0);
+  assert.match(proc.stderr, /^ERROR: cannot use directory "\/proc": it is not writable/m);
+});
+
+Deno.test("server does not read past what a slow client sends: greeting first, nothing else", async () => {
+  await using server = await startServer("server");
+  const conn = await connect(server.port);
+  try {
+    assert.deepEqual(text(await readExactly(conn, 7)), "accio\r\n");
+    const extra = await readWithTimeout(conn, new Uint8Array(16), 300);
+    assert.deepEqual(extra, "timeout", "the server sent more than accio\\r\\n");
+    await conn.closeWrite();
+    await readToEnd(conn);
+  } finally {
+    conn.close();
+  }
+  assert.deepEqual(sha256(await read(`${server.dir}/1.file`)), sha256(new Uint8Array(0)));
+});
