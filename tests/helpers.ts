@@ -223,7 +223,21 @@ export async function readExactly(conn: Deno.Conn, n: number, timeoutMs = 10_000
   return buffer;
 }
 
-/** One read, or `"timeout"` after `ms`. */
+// A read that timed out in a test is still pending in the runtime and would swallow the next bytes;
+// keep it, per connection, and hand its bytes to the next read instead.
+const pendingReads = new WeakMap<Deno.Conn, Promise<Uint8Array | null>>();
+
+function nextChunk(conn: Deno.Conn): Promise<Uint8Array | null> {
+  let chunk = pendingReads.get(conn);
+  if (!chunk) {
+    const buffer = new Uint8Array(64 * 1024);
+    chunk = conn.read(buffer).then((n) => n === null ? null : buffer.subarray(0, n));
+    pendingReads.set(conn, chunk);
+  }
+  return chunk;
+}
+
+/** One read, or `"timeout"` after `ms` (the bytes then go to the next read). */
 export async function readWithTimeout(
   conn: Deno.Conn,
   buffer: Uint8Array,
@@ -233,11 +247,22 @@ export async function readWithTimeout(
   const timeout = new Promise<"timeout">((resolve) =>
     timer = setTimeout(() => resolve("timeout"), Math.max(ms, 0))
   );
+  let chunk;
   try {
-    return await Promise.race([conn.read(buffer), timeout]);
+    chunk = await Promise.race([nextChunk(conn), timeout]);
+  } catch (error) {
+    pendingReads.delete(conn);
+    throw error;
   } finally {
     clearTimeout(timer);
   }
+  if (chunk === "timeout") return chunk;
+  pendingReads.delete(conn);
+  if (chunk === null) return null;
+  const n = Math.min(chunk.length, buffer.length);
+  buffer.set(chunk.subarray(0, n));
+  if (n < chunk.length) pendingReads.set(conn, Promise.resolve(chunk.subarray(n)));
+  return n;
 }
 
 /**
