@@ -53,9 +53,13 @@ export function freePort(): number {
   return port;
 }
 
-/** A fresh temporary directory. */
+// Every temporary directory of one test module lives under one root, removed when the module unloads.
+const TEST_ROOT = Deno.makeTempDirSync({ prefix: "accio-test-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(TEST_ROOT, { recursive: true }));
+
+/** A fresh temporary directory, removed with the test module. */
 export function tempDir(): Promise<string> {
-  return Deno.makeTempDir({ prefix: "accio-test-" });
+  return Deno.makeTempDir({ dir: TEST_ROOT });
 }
 
 /** A running subprocess whose output is collected as it arrives. */

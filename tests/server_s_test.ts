@@ -1,0 +1,145 @@
+/** `server-s <PORT>`, the simplified server, checked from outside over loopback TCP. */
+import assert from "node:assert/strict";
+import {
+  bytes,
+  connect,
+  makeFile,
+  rawUpload,
+  readExactly,
+  readToEnd,
+  readWithTimeout,
+  runClient,
+  spawnProgram,
+  startServer,
+  tempDir,
+  text,
+  waitFor,
+  writeAll,
+} from "./helpers.ts";
+
+const lines = (output: string) => output.split("\n").filter((l) => l !== "");
+
+Deno.test("server-s serves 12 waiting clients one at a time, in order, none refused", async () => {
+  await using server = await startServer("server-s");
+  const conns = [];
+  for (let i = 0; i < 12; i++) conns.push(await connect(server.port));
+  try {
+    for (let i = 0; i < conns.length; i++) {
+      assert.equal(text(await readExactly(conns[i], 7, 5_000)), "accio\r\n", `client ${i} greeted`);
+      if (i + 1 < conns.length) {
+        const early = await readWithTimeout(conns[i + 1], new Uint8Array(7), 100);
+        assert.equal(early, "timeout", `client ${i + 1} was greeted while client ${i} was served`);
+      }
+      await writeAll(conns[i], new Uint8Array(i * 1000 + 1));
+      await conns[i].closeWrite();
+      await readToEnd(conns[i]);
+    }
+  } finally {
+    conns.forEach((c) => c.close());
+  }
+  await waitFor(() => lines(server.proc.stdout).length === 12, 5_000, "12 counts");
+  assert.deepEqual(lines(server.proc.stdout), Array.from({ length: 12 }, (_, i) => String(i * 1000 + 1)));
+});
+
+Deno.test("server-s prints 0 for an empty upload and excludes the double-handshake header", async () => {
+  await using server = await startServer("server-s");
+  await rawUpload(server.port, new Uint8Array(0));
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("confirm-accio\r\n"));
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("confirm-accio-again\r\n\r\n12345"));
+    await conn.closeWrite();
+    await readToEnd(conn);
+  } finally {
+    conn.close();
+  }
+  await waitFor(() => lines(server.proc.stdout).length === 2, 5_000, "2 counts");
+  assert.deepEqual(lines(server.proc.stdout), ["0", "5"]);
+});
+
+Deno.test("server-s prints ERROR after the idle timeout, then serves the next client", async () => {
+  await using server = await startServer("server-s", { extra: ["--timeout", "1"] });
+  const stalled = await connect(server.port);
+  try {
+    await readExactly(stalled, 7);
+    await writeAll(stalled, bytes("some"));
+    await waitFor(() => lines(server.proc.stdout).length === 1, 5_000, "ERROR");
+  } finally {
+    stalled.close();
+  }
+  await rawUpload(server.port, bytes("next"));
+  await waitFor(() => lines(server.proc.stdout).length === 2, 5_000, "the next count");
+  assert.deepEqual(lines(server.proc.stdout), ["ERROR", "4"]);
+});
+
+Deno.test("server-s: the default idle timeout is 10 seconds", async () => {
+  await using server = await startServer("server-s");
+  const conn = await connect(server.port);
+  const started = Date.now();
+  try {
+    await readExactly(conn, 7);
+    await readToEnd(conn, 15_000);
+  } finally {
+    conn.close();
+  }
+  const waited = Date.now() - started;
+  assert.ok(waited >= 9_500 && waited < 12_000, `dropped after ${waited} ms`);
+  await waitFor(() => lines(server.proc.stdout).length === 1, 5_000, "ERROR");
+  assert.deepEqual(lines(server.proc.stdout), ["ERROR"]);
+});
+
+Deno.test("server-s counts a 100 MiB upload as it arrives, RSS under 150 MiB", async () => {
+  const work = await tempDir();
+  const size = 100 * 1024 * 1024;
+  const path = await makeFile(work, "big.bin", size);
+  await using server = await startServer("server-s");
+  server.proc.trackMemory();
+  const result = await runClient(["127.0.0.1", String(server.port), path], 120_000);
+  assert.equal(result.code, 0, result.stderr);
+  await waitFor(() => lines(server.proc.stdout).length === 1, 5_000, "the count");
+  assert.deepEqual(lines(server.proc.stdout), [String(size)]);
+  assert.ok(
+    server.proc.peakRssKiB > 0 && server.proc.peakRssKiB < 150 * 1024,
+    `${server.proc.peakRssKiB} KiB`,
+  );
+  await Deno.remove(work, { recursive: true });
+});
+
+for (const signal of ["SIGTERM", "SIGINT", "SIGQUIT"] as const) {
+  Deno.test(`server-s exits 0 on ${signal}`, async () => {
+    await using server = await startServer("server-s");
+    await rawUpload(server.port, bytes("x"));
+    await waitFor(() => lines(server.proc.stdout).length === 1, 5_000, "the count");
+    const status = await server.proc.stop(signal, 5_000);
+    assert.equal(status.code, 0, server.proc.stderr);
+  });
+}
+
+Deno.test("server-s on SIGTERM mid-upload prints ERROR and exits 0 at once", async () => {
+  await using server = await startServer("server-s");
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("partial"));
+    await new Promise((r) => setTimeout(r, 100));
+    const status = await server.proc.stop("SIGTERM", 3_000);
+    assert.equal(status.code, 0);
+  } finally {
+    conn.close();
+  }
+  assert.deepEqual(lines(server.proc.stdout), ["ERROR"]);
+});
+
+Deno.test("server-s: bad ports give ERROR: and a non-zero exit", async () => {
+  for (const port of ["abc", "0", "65536", "-1", "", "80x"]) {
+    const proc = spawnProgram("server-s", [port]);
+    const status = await proc.wait(10_000);
+    assert.notEqual(status.code, 0, `server-s ${port}`);
+    assert.match(proc.stderr, /^ERROR: invalid port/m);
+  }
+  const proc = spawnProgram("server-s", []);
+  assert.notEqual((await proc.wait(10_000)).code, 0);
+  assert.match(proc.stderr, /^ERROR: missing argument/m);
+});
