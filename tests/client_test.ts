@@ -10,7 +10,6 @@ import {
   readWithTimeout,
   runClient,
   spawnPeer,
-  spawnProgram,
   startServer,
   tempDir,
   text,
