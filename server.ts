@@ -15,7 +15,7 @@ import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
 import { AccioServer, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from "./lib/server.ts";
-import { onStopSignals } from "./lib/signals.ts";
+import { onStopSignals, surviveFileSizeLimit } from "./lib/signals.ts";
 
 const spec = {
   name: "server",
@@ -72,6 +72,7 @@ await runCommand(spec, Deno.args, async ({ positionals: [portText, directory], v
       server.directory.lastId + 1
     }.file`,
   );
+  surviveFileSizeLimit();
   onStopSignals({
     graceful: () => {
       log(`stopping: no new connections, finishing ${server.activeConnections} in flight`);

@@ -22,7 +22,7 @@ import type { ServerHandshakeMode } from "./handshake.ts";
 import { formatAddress, listenAll } from "./listen.ts";
 import { type Received, receiveUpload } from "./receiver.ts";
 import { closeQuietly } from "./socket_io.ts";
-import { ERROR_CONTENT, type OpenReport, UploadDirectory, uploadFileName } from "./upload_dir.ts";
+import { type OpenReport, UploadDirectory, type UploadFile, uploadFileName } from "./upload_dir.ts";
 
 /** Settings of an {@link AccioServer}. */
 export interface ServerOptions {
@@ -96,6 +96,9 @@ export class AccioServer {
   readonly #sessions = new Set<Session>();
   #stopping = false;
   #wake: (() => void) | undefined;
+  #lastThrottledLog = 0;
+  #backoffUntil = 0;
+  #suppressed = 0;
 
   private constructor(
     listener: Deno.TcpListener,
@@ -166,6 +169,19 @@ export class AccioServer {
     return this.finished;
   }
 
+  /** Logs at most one line per second, so a burst of identical failures cannot flood the log. */
+  #logThrottled(message: string): void {
+    const now = Date.now();
+    if (now - this.#lastThrottledLog < 1000) {
+      this.#suppressed++;
+      return;
+    }
+    const suppressed = this.#suppressed ? ` (${this.#suppressed} similar messages suppressed)` : "";
+    this.#options.onLog(message + suppressed);
+    this.#lastThrottledLog = now;
+    this.#suppressed = 0;
+  }
+
   #stopAccepting(): void {
     if (this.#stopping) return;
     this.#stopping = true;
@@ -193,14 +209,18 @@ export class AccioServer {
         await this.#pause(); // excess clients wait in the kernel's backlog
         continue;
       }
+      if (Date.now() < this.#backoffUntil) {
+        await this.#pause(this.#backoffUntil - Date.now()); // out of descriptors or disk: let some free up
+        continue;
+      }
       let conn: Deno.Conn;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
         if (this.#stopping) break;
         // EMFILE and friends: keep serving; descriptors come back as uploads end.
-        this.#options.onLog(`accept failed, retrying: ${describeError(error)}`);
-        await this.#pause(ACCEPT_RETRY_MS);
+        this.#logThrottled(`accept failed, retrying: ${describeError(error)}`);
+        this.#backoffUntil = Date.now() + ACCEPT_RETRY_MS;
         continue;
       }
       const session: Session = { conn };
@@ -218,9 +238,19 @@ export class AccioServer {
   async #serve(session: Session): Promise<void> {
     const { conn } = session;
     const startedAt = new Date();
-    const id = this.directory.nextId();
     const peer = formatAddress(conn.remoteAddr);
-    const file = `${this.directory.path.replace(/\/$/, "")}/${uploadFileName(id)}`;
+    let upload: UploadFile;
+    try {
+      upload = await this.directory.createNext();
+    } catch (error) {
+      // No number was used: the client sees the connection close before accio\r\n and reports an error.
+      closeQuietly(conn);
+      this.#logThrottled(`refused a connection from ${peer}: ${describeError(error)}`);
+      this.#backoffUntil = Date.now() + ACCEPT_RETRY_MS;
+      return;
+    }
+    const { id } = upload;
+    const file = upload.finalPath;
     const report = (outcome: "saved" | "error", bytes: number, extra: Partial<UploadOutcome>) =>
       this.#options.onUpload({
         id,
@@ -232,19 +262,6 @@ export class AccioServer {
         durationMs: Date.now() - startedAt.getTime(),
         ...extra,
       });
-    let upload;
-    try {
-      upload = await this.directory.create(id);
-    } catch (error) {
-      closeQuietly(conn);
-      const reason = describeError(error);
-      const recorded = await Deno.writeFile(file, ERROR_CONTENT, { createNew: true }).then(
-        () => "",
-        (writeError) => `; could not record ERROR: ${describeError(writeError)}`,
-      );
-      report("error", 0, { reason: reason + recorded });
-      return;
-    }
     let received: Received | undefined;
     try {
       received = await receiveUpload(conn, upload, {

@@ -41,3 +41,12 @@ export function onStopSignals({ graceful, immediate }: StopHandlers): () => void
     for (const [signal, handler] of installed) Deno.removeSignalListener(signal, handler);
   };
 }
+
+/**
+ * Makes "file too large" (a file-size limit, `ulimit -f`) an error returned by
+ * the write instead of SIGXFSZ killing the process, so the upload ends as
+ * `ERROR` and the server keeps serving.
+ */
+export function surviveFileSizeLimit(): void {
+  Deno.addSignalListener("SIGXFSZ", () => {});
+}

@@ -12,7 +12,7 @@
  * ```ts
  * import { UploadDirectory } from "./upload_dir.ts";
  * const dir = await UploadDirectory.open("/save");
- * const upload = await dir.create(dir.nextId());
+ * const upload = await dir.createNext();
  * await upload.write(new TextEncoder().encode("hello"));
  * await upload.commit(); // /save/1.file now holds "hello"
  * ```
@@ -77,6 +77,7 @@ export interface OpenReport {
 export class UploadDirectory {
   readonly path: string;
   #lastId: number;
+  #creating: Promise<unknown> = Promise.resolve();
 
   private constructor(path: string, lastId: number) {
     this.path = path;
@@ -139,33 +140,46 @@ export class UploadDirectory {
     return this.#lastId;
   }
 
-  /** Hands out the next upload number. */
-  nextId(): number {
-    return ++this.#lastId;
+  /**
+   * Starts the next upload: creates its temporary file, then hands out its
+   * number. A number is only ever given to an upload that has a file, so a
+   * failure here (descriptors or disk exhausted) leaves no gap in the record.
+   *
+   * @throws {FileError} when the temporary file cannot be created.
+   */
+  createNext(): Promise<UploadFile> {
+    // One creation at a time: the number is claimed only once its file exists.
+    const created = this.#creating.then(() => this.#create(this.#lastId + 1));
+    this.#creating = created.catch(() => {});
+    return created;
   }
 
-  /** Starts upload `id`: creates its temporary file. */
-  async create(id: number): Promise<UploadFile> {
+  async #create(id: number): Promise<UploadFile> {
     const temporary = join(this.path, `.${id}.file.part`);
+    let file: Deno.FsFile;
     try {
-      const file = await Deno.open(temporary, { write: true, createNew: true });
-      return new UploadFile(file, temporary, join(this.path, uploadFileName(id)));
+      file = await Deno.open(temporary, { write: true, createNew: true });
     } catch (error) {
       throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
     }
+    this.#lastId = Math.max(this.#lastId, id);
+    return new UploadFile(id, file, temporary, join(this.path, uploadFileName(id)));
   }
 }
 
 /** One upload in progress. Ends with exactly one of {@link commit} or {@link fail}. */
 export class UploadFile {
+  /** The upload's number. */
+  readonly id: number;
   /** Where the upload becomes visible. */
   readonly finalPath: string;
   readonly #temporaryPath: string;
   #file: Deno.FsFile | undefined;
   #bytes = 0;
 
-  /** Use {@link UploadDirectory.create}. */
-  constructor(file: Deno.FsFile, temporaryPath: string, finalPath: string) {
+  /** Use {@link UploadDirectory.createNext}. */
+  constructor(id: number, file: Deno.FsFile, temporaryPath: string, finalPath: string) {
+    this.id = id;
     this.#file = file;
     this.#temporaryPath = temporaryPath;
     this.finalPath = finalPath;
@@ -218,14 +232,24 @@ export class UploadFile {
    * removed and the returned reason says why, for the log.
    */
   async fail(): Promise<string | undefined> {
-    this.#closeFile();
+    const file = this.#file;
     try {
-      // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
-      await Deno.truncate(this.#temporaryPath, 0);
-      await Deno.writeFile(this.#temporaryPath, ERROR_CONTENT);
+      if (file) {
+        // Through the open handle: needs no new descriptor, so it works under EMFILE too.
+        // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
+        await file.truncate(0);
+        await file.seek(0, Deno.SeekMode.Start);
+        for (let done = 0; done < ERROR_CONTENT.length;) {
+          done += await file.write(ERROR_CONTENT.subarray(done));
+        }
+        this.#closeFile();
+      } else {
+        await Deno.writeFile(this.#temporaryPath, ERROR_CONTENT);
+      }
       await publish(this.#temporaryPath, this.finalPath);
       return undefined;
     } catch (error) {
+      this.#closeFile();
       try {
         await Deno.remove(this.#temporaryPath);
       } catch {

@@ -165,9 +165,14 @@ export class Proc {
   }
 }
 
-/** Starts a Deno program with its task's permissions. */
-export function spawnProgram(program: Program, args: string[], env?: Record<string, string>): Proc {
-  return new Proc(Deno.execPath(), [...taskArgs(program), ...args], { env });
+/**
+ * Starts a Deno program with its task's permissions. `wrap` is a command
+ * prefix that ends by exec-ing its arguments (`prlimit ... --`, `unshare ...`),
+ * so the process keeps its PID.
+ */
+export function spawnProgram(program: Program, args: string[], wrap: string[] = []): Proc {
+  const command = [...wrap, Deno.execPath(), ...taskArgs(program), ...args];
+  return new Proc(command[0], command.slice(1));
 }
 
 /** A started server: the process, its port, and for `server` its directory. */
@@ -183,11 +188,16 @@ export interface RunningServer extends AsyncDisposable {
  */
 export async function startServer(
   program: "server" | "server-s",
-  { dir, extra = [], port = freePort() }: { dir?: string; extra?: string[]; port?: number } = {},
+  { dir, extra = [], port = freePort(), wrap = [] }: {
+    dir?: string;
+    extra?: string[];
+    port?: number;
+    wrap?: string[];
+  } = {},
 ): Promise<RunningServer> {
   const directory = program === "server" ? dir ?? await tempDir() : "";
   const args = program === "server" ? [...extra, String(port), directory] : [...extra, String(port)];
-  const proc = spawnProgram(program, args);
+  const proc = spawnProgram(program, args, wrap);
   try {
     await waitFor(() => proc.stderr.includes("listening on") || proc.exited, 15_000, `${program} to listen`);
     if (proc.exited) throw new Error(`${program} exited at start: ${proc.stderr}`);

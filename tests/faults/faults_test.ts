@@ -1,0 +1,530 @@
+/**
+ * Fault injection against the real server: resets, half-open peers, fuzzed
+ * handshakes, a full disk, descriptor exhaustion, slowloris load, kill -9 and
+ * restart, signals under load. After each scenario the directory invariant of
+ * ./harness.ts is checked; the last test prints the summary table.
+ *
+ * Run: `deno task test:faults` (CI runs it after the main suite).
+ */
+import assert from "node:assert/strict";
+import {
+  connect,
+  delay,
+  listDir,
+  readExactly,
+  readToEnd,
+  runClient,
+  spawnPeer,
+  startServer,
+  tempDir,
+  waitFor,
+  writeAll,
+} from "../helpers.ts";
+import {
+  type Attempt,
+  cleanUpload,
+  openUpload,
+  record,
+  snapshot,
+  summaryTable,
+  totals,
+  uniqueContent,
+  verify,
+} from "./harness.ts";
+
+const isRoot = Deno.uid() === 0;
+const canUnshare = isRoot &&
+  (await new Deno.Command("unshare", { args: ["-m", "true"], stderr: "null" }).output().then(
+    (o) => o.success,
+    () => false,
+  ));
+
+/** Runs `count` tasks with at most `width` at once. */
+async function pool<T>(count: number, width: number, task: (i: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = new Array(count);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(width, count) }, async () => {
+    while (next < count) {
+      const i = next++;
+      results[i] = await task(i);
+    }
+  }));
+  return results;
+}
+
+Deno.test("fault: resets mid-upload", async () => {
+  await using server = await startServer("server");
+  const work = await tempDir();
+  const before = await snapshot(server.dir);
+  const attempts: Attempt[] = [];
+  await pool(40, 20, async (i) => {
+    const content = uniqueContent(`reset-${i}`, 256 * 1024);
+    if (i % 2 === 0) {
+      attempts.push({ content, expect: (await cleanUpload(server.port, content)) ? "clean" : "either" });
+    } else {
+      // A TCP reset (SO_LINGER 0) after 64 KiB, from the Python seed-style client.
+      const path = `${work}/reset-${i}.bin`;
+      await Deno.writeFile(path, content);
+      await using peer = spawnPeer("seed_client.py", [
+        "127.0.0.1",
+        String(server.port),
+        path,
+        "--reset-after",
+        "65536",
+      ]);
+      assert.equal((await peer.wait()).code, 0, peer.stderr);
+      attempts.push({ content, expect: "error" });
+    }
+  });
+  await waitFor(
+    async () => (await listDir(server.dir)).filter((n) => n.endsWith(".file")).length === 40,
+    10_000,
+    "40 files",
+  );
+  await waitFor(
+    async () => (await listDir(server.dir)).every((n) => !n.startsWith(".")),
+    5_000,
+    "no temporary files",
+  );
+  const { verified, lost } = await verify(server.dir, attempts, before);
+  assert.equal(lost, 0);
+  assert.ok(!server.proc.exited, "server crashed");
+  record({ scenario: "resets mid-upload", connections: 40, faults: 20, verified, lost, crashes: 0 });
+});
+
+Deno.test("fault: half-open peers (silent, no FIN) are cut at the idle timeout", async () => {
+  await using server = await startServer("server", { extra: ["--timeout", "1"] });
+  const before = await snapshot(server.dir);
+  const attempts: Attempt[] = [];
+  const silent = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+    const content = uniqueContent(`silent-${i}`, 4096);
+    attempts.push({ content, expect: "error" });
+    const conn = await connect(server.port);
+    await readExactly(conn, 7);
+    await writeAll(conn, content.subarray(0, 1000));
+    return conn;
+  }));
+  await pool(10, 10, async (i) => {
+    const content = uniqueContent(`beside-silent-${i}`, 100_000);
+    attempts.push({ content, expect: (await cleanUpload(server.port, content)) ? "clean" : "either" });
+  });
+  // Each silent peer sees the server give up on it.
+  await Promise.all(silent.map((conn) => readToEnd(conn, 5_000).finally(() => conn.close())));
+  await waitFor(async () => (await listDir(server.dir)).length === 30, 5_000, "30 files");
+  const { verified, lost } = await verify(server.dir, attempts, before);
+  assert.equal(lost, 0);
+  assert.ok(!server.proc.exited, "server crashed");
+  record({ scenario: "half-open peers", connections: 30, faults: 20, verified, lost, crashes: 0 });
+});
+
+// The server's documented behaviour for a complete byte stream followed by FIN, as an oracle.
+const enc = (s: string) => new TextEncoder().encode(s);
+const CONFIRM = enc("confirm-accio\r\n");
+const AGAIN = enc("confirm-accio-again");
+function startsWith(data: Uint8Array, prefix: Uint8Array): boolean {
+  return data.length >= prefix.length && prefix.every((b, i) => data[i] === b);
+}
+function expectedFile(sent: Uint8Array): Uint8Array | "ERROR" {
+  if (!startsWith(sent, CONFIRM)) return sent;
+  const rest = sent.subarray(CONFIRM.length);
+  let crlf = -1;
+  for (let i = 0; i + 1 < rest.length; i++) {
+    if (rest[i] === 13 && rest[i + 1] === 10) {
+      crlf = i;
+      break;
+    }
+  }
+  if (crlf === -1) return "ERROR";
+  const line = rest.subarray(0, crlf);
+  if (line.length !== AGAIN.length || !startsWith(line, AGAIN)) return "ERROR";
+  const after = rest.subarray(crlf + 2);
+  return after[0] === 13 && after[1] === 10 ? after.subarray(2) : "ERROR";
+}
+
+function fuzzInput(random: () => number): Uint8Array {
+  const seeds = [
+    enc("plain file data"),
+    enc("confirm-accio\r\nconfirm-accio-again\r\n\r\nfile after the header"),
+    enc("confirm-accio\r\nconfirm-accio-again\r\nname: x\r\n\r\ndata"),
+    enc("confirm-accio\r\n"),
+    enc("confirm-acc"),
+    new Uint8Array(0),
+  ];
+  let data = Uint8Array.from(seeds[Math.floor(random() * seeds.length)]);
+  const mutations = Math.floor(random() * 4);
+  for (let m = 0; m < mutations; m++) {
+    const at = Math.floor(random() * (data.length + 1));
+    const kind = Math.floor(random() * 5);
+    if (kind === 0 && data.length > 0) data[Math.min(at, data.length - 1)] = Math.floor(random() * 256);
+    else if (kind === 1) data = Uint8Array.from([...data.subarray(0, at), 13, 10, ...data.subarray(at)]);
+    else if (kind === 2) data = data.slice(0, at);
+    else if (kind === 3) {
+      const noise = Array.from({ length: Math.floor(random() * 40) }, () => Math.floor(random() * 256));
+      data = Uint8Array.from([...data.subarray(0, at), ...noise, ...data.subarray(at)]);
+    } else data = Uint8Array.from([...data, ...data.subarray(0, at)]);
+  }
+  return data;
+}
+
+Deno.test("fault: fuzzed and oversized handshakes", async () => {
+  await using server = await startServer("server", { extra: ["--timeout", "2"] });
+  server.proc.trackMemory();
+  let seed = 20261122;
+  const random = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  const count = 400;
+  const inputs = Array.from({ length: count }, () => fuzzInput(random));
+  const deadline = Date.now() + 60_000;
+  const outcomes = await pool(count, 25, async (i) => {
+    if (Date.now() > deadline) return undefined;
+    const conn = await connect(server.port);
+    try {
+      await readExactly(conn, 7);
+      // Send in two pieces to vary segmenting.
+      const cut = Math.floor(inputs[i].length / 2);
+      await writeAll(conn, inputs[i].subarray(0, cut));
+      await writeAll(conn, inputs[i].subarray(cut));
+      await conn.closeWrite();
+      await readToEnd(conn, 10_000);
+    } finally {
+      conn.close();
+    }
+    return true;
+  });
+  const made = outcomes.filter(Boolean).length;
+  // Two peers send 1 MiB of header without a line end: cut off, memory flat.
+  const rssBefore = server.proc.peakRssKiB;
+  for (let i = 0; i < 2; i++) {
+    const conn = await connect(server.port);
+    try {
+      await readExactly(conn, 7);
+      await writeAll(conn, enc("confirm-accio\r\n"));
+      await readExactly(conn, 7);
+      const junk = new Uint8Array(1024 * 1024).fill(0x41);
+      await writeAll(conn, junk).catch(() => {}); // the server cuts us off part-way
+      await readToEnd(conn, 10_000).catch(() => {});
+    } finally {
+      conn.close();
+    }
+  }
+  await waitFor(
+    async () => (await listDir(server.dir)).length === made + 2,
+    10_000,
+    "every connection's file",
+  );
+  await waitFor(
+    async () => (await listDir(server.dir)).every((n) => !n.startsWith(".")),
+    5_000,
+    "no temporary files",
+  );
+  let verified = 0;
+  for (let i = 0; i < made; i++) {
+    // Numbering follows accept order, which may differ from send order: match by content.
+    verified++;
+  }
+  const files = await Promise.all(
+    Array.from({ length: made + 2 }, (_, i) => Deno.readFile(`${server.dir}/${i + 1}.file`)),
+  );
+  const remaining = files.map((f) => new TextDecoder("latin1").decode(f));
+  for (let i = 0; i < made; i++) {
+    const expected = expectedFile(inputs[i]);
+    const want = expected === "ERROR" ? "ERROR" : new TextDecoder("latin1").decode(expected);
+    const at = remaining.indexOf(want);
+    assert.ok(
+      at !== -1,
+      `fuzz input ${i} (${JSON.stringify(new TextDecoder("latin1").decode(inputs[i]))}) has no matching file`,
+    );
+    remaining.splice(at, 1);
+  }
+  assert.deepEqual(remaining, ["ERROR", "ERROR"], "the oversized headers did not end as ERROR");
+  const growthMiB = (server.proc.peakRssKiB - rssBefore) / 1024;
+  assert.ok(growthMiB < 32, `memory grew by ${growthMiB.toFixed(1)} MiB on 1 MiB headers`);
+  assert.ok(!server.proc.exited, "server crashed");
+  record({
+    scenario: "fuzzed + oversized handshakes",
+    connections: made + 2,
+    faults: made + 2,
+    verified: verified + 2,
+    lost: 0,
+    crashes: 0,
+    note: `oracle-checked; RSS growth ${growthMiB.toFixed(1)} MiB`,
+  });
+});
+
+Deno.test({
+  name: "fault: full disk, file-size limit, directory read-only and removed while running",
+  ignore: !canUnshare,
+  async fn() {
+    const mountPoint = await tempDir();
+    const saves = `${mountPoint}/saves`;
+    // A private mount namespace with a 4 MiB tmpfs: the server sees it, nobody else does.
+    const wrap = [
+      "unshare",
+      "-m",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      `mount -t tmpfs -o size=4m tmpfs "${mountPoint}" && mkdir "${saves}" && exec prlimit --fsize=${
+        3 * 1024 * 1024
+      } -- "$0" "$@"`,
+    ];
+    await using server = await startServer("server", { dir: saves, wrap, extra: ["--timeout", "2"] });
+    const view = `/proc/${server.proc.pid}/root${saves}`;
+    const inNamespace = (command: string) =>
+      new Deno.Command("nsenter", { args: ["-t", String(server.proc.pid), "-m", "sh", "-c", command] })
+        .output();
+    const before = await snapshot(view);
+    const attempts: Attempt[] = [];
+    let faults = 0;
+
+    for (let i = 0; i < 3; i++) {
+      const content = uniqueContent(`small-${i}`, 10_000);
+      attempts.push({ content, expect: (await cleanUpload(server.port, content)) ? "clean" : "either" });
+    }
+    // Larger than the file-size limit (3 MiB): EFBIG, not a killed server.
+    const tooLarge = uniqueContent("too-large", 3 * 1024 * 1024 + 4096);
+    attempts.push({ content: tooLarge, expect: "error" });
+    await cleanUpload(server.port, tooLarge);
+    faults++;
+    // Two uploads that together overflow the 4 MiB disk: at least one hits ENOSPC.
+    const fill = [uniqueContent("fill-a", 2_500_000), uniqueContent("fill-b", 2_500_000)];
+    const filled = await Promise.all(fill.map((c) => cleanUpload(server.port, c)));
+    fill.forEach((content, i) => attempts.push({ content, expect: filled[i] ? "either" : "error" }));
+    faults++;
+    const after = uniqueContent("after-full", 10_000);
+    attempts.push({ content: after, expect: (await cleanUpload(server.port, after)) ? "clean" : "either" });
+    assert.ok(await Deno.stat(`${view}/${await listDir(view).then((l) => l.length)}.file`));
+
+    // Read-only while running: new connections are closed before accio (no number used).
+    await inNamespace(`mount -o remount,ro "${mountPoint}"`);
+    const refused = await cleanUpload(server.port, enc("while read-only"));
+    assert.equal(refused, false, "an upload was confirmed on a read-only disk");
+    faults++;
+    await inNamespace(`mount -o remount,rw "${mountPoint}"`);
+    const back = uniqueContent("after-rw", 5000);
+    assert.ok(await cleanUpload(server.port, back), "no upload after the disk became writable again");
+    attempts.push({ content: back, expect: "clean" });
+    const verifiedFiles = await verify(view, attempts, before);
+
+    // Removed while running, with an upload in flight: ends in error, logged; the server lives on.
+    const inFlight = await openUpload(server.port, enc("in flight"));
+    await inNamespace(`rm -rf "${saves}"`);
+    faults++;
+    assert.equal(await inFlight.finish(enc(" when the directory vanished")), true);
+    await waitFor(() => server.proc.stderr.includes("could not record ERROR"), 5_000, "the logged failure");
+    await inNamespace(`mkdir "${saves}"`);
+    const revived = uniqueContent("revived", 1000);
+    assert.ok(await cleanUpload(server.port, revived), "no upload after the directory came back");
+    assert.ok(!server.proc.exited, "server crashed");
+    record({
+      scenario: "disk: ENOSPC, EFBIG, read-only, removed",
+      connections: attempts.length + 3,
+      faults,
+      verified: verifiedFiles.verified,
+      lost: verifiedFiles.lost,
+      crashes: 0,
+    });
+    assert.equal(verifiedFiles.lost, 0);
+  },
+});
+if (!canUnshare) {
+  console.log("SKIPPED disk-fault scenario: needs root and unshare -m (a private mount namespace)");
+}
+
+Deno.test("fault: descriptor exhaustion (ulimit -n 48) never stops the accept loop", async () => {
+  await using server = await startServer("server", { wrap: ["prlimit", "--nofile=48:48", "--"] });
+  const before = await snapshot(server.dir);
+  const attempts: Attempt[] = [];
+  // Far more connections than descriptors; each sends nothing and stays open.
+  const hogs: Deno.TcpConn[] = [];
+  for (let i = 0; i < 60; i++) hogs.push(await connect(server.port));
+  await waitFor(
+    () => /accept failed|refused a connection/.test(server.proc.stderr),
+    10_000,
+    "EMFILE in the log",
+  );
+  for (const hog of hogs) {
+    await hog.closeWrite().catch(() => {});
+    attempts.push({ content: new Uint8Array(0), expect: "either" });
+  }
+  await Promise.all(hogs.map((hog) => readToEnd(hog, 10_000).catch(() => {}).finally(() => hog.close())));
+  // Service resumes as descriptors come back.
+  for (let i = 0; i < 5; i++) {
+    const content = uniqueContent(`after-emfile-${i}`, 50_000);
+    let delivered = false;
+    for (let tries = 0; tries < 50 && !delivered; tries++) {
+      delivered = await cleanUpload(server.port, content);
+      if (!delivered) await delay(100);
+    }
+    assert.ok(delivered, "service did not resume after descriptors freed up");
+    attempts.push({ content, expect: "clean" });
+  }
+  await waitFor(
+    async () => (await listDir(server.dir)).every((n) => !n.startsWith(".")),
+    5_000,
+    "no temporary files",
+  );
+  const { verified, lost } = await verify(server.dir, attempts, before);
+  assert.equal(lost, 0);
+  assert.ok(!server.proc.exited, "server crashed");
+  record({ scenario: "descriptor exhaustion", connections: 65, faults: 60, verified, lost, crashes: 0 });
+});
+
+Deno.test("fault: slowloris — 1,000 trickling and idle peers beside a normal upload", async () => {
+  await using server = await startServer("server", { extra: ["--timeout", "3"] });
+  const work = await tempDir();
+  const normal = `${work}/normal.bin`;
+  await Deno.writeFile(normal, uniqueContent("normal", 16 * 1024 * 1024));
+  const timeUpload = async () => {
+    const started = performance.now();
+    const result = await runClient(["127.0.0.1", String(server.port), normal], 60_000);
+    assert.equal(result.code, 0, result.stderr);
+    return performance.now() - started;
+  };
+  const baseline = await timeUpload();
+  const attempts: Attempt[] = [{ content: await Deno.readFile(normal), expect: "clean" }];
+  const tricklers = await Promise.all(Array.from({ length: 500 }, async (_, i) => {
+    const content = uniqueContent(`trickle-${i}`, 12);
+    attempts.push({ content, expect: "clean" });
+    return { content, upload: await openUpload(server.port, content.subarray(0, 1)) };
+  }));
+  const idlers = await Promise.all(Array.from({ length: 500 }, async (_, i) => {
+    const content = uniqueContent(`idle-${i}`, 8);
+    attempts.push({ content, expect: "error" });
+    return await openUpload(server.port, content.subarray(0, 2));
+  }));
+  let trickling = true;
+  const trickle = (async () => {
+    for (let b = 1; b < 11 && trickling; b++) {
+      await delay(1_000);
+      await Promise.all(tricklers.map((t) => writeAll(t.upload.conn, t.content.subarray(b, b + 1))));
+    }
+  })();
+  await delay(500);
+  const underLoad = await timeUpload();
+  attempts.push({ content: await Deno.readFile(normal), expect: "clean" });
+  await trickle;
+  trickling = false;
+  const finished = await Promise.all(tricklers.map((t) => t.upload.finish(t.content.subarray(11))));
+  assert.ok(finished.every(Boolean), "a trickling peer's upload was not confirmed");
+  // The idle ones were cut at the 3 s timeout.
+  await Promise.all(
+    idlers.map((u) => readToEnd(u.conn, 10_000).catch(() => {}).finally(() => u.conn.close())),
+  );
+  await waitFor(async () => (await listDir(server.dir)).length === 1002, 15_000, "1,002 files");
+  const { verified, lost } = await verify(server.dir, attempts, new Map());
+  assert.equal(lost, 0);
+  assert.ok(!server.proc.exited, "server crashed");
+  const factor = underLoad / baseline;
+  console.log(
+    `slowloris: 16 MiB upload ${baseline.toFixed(0)} ms alone, ${underLoad.toFixed(0)} ms under load (x${
+      factor.toFixed(2)
+    })`,
+  );
+  record({
+    scenario: "slowloris (500 trickling + 500 idle)",
+    connections: 1002,
+    faults: 1000,
+    verified,
+    lost,
+    crashes: 0,
+    note: `16 MiB upload x${factor.toFixed(2)} slower under load`,
+  });
+});
+
+Deno.test("fault: kill -9 mid-upload, then restart on the same directory", async () => {
+  const dir = await tempDir();
+  const attempts: Attempt[] = [];
+  let before: Map<string, string>;
+  let pid: number;
+  {
+    await using server = await startServer("server", { dir });
+    before = await snapshot(dir);
+    for (let i = 0; i < 5; i++) {
+      const content = uniqueContent(`pre-kill-${i}`, 20_000);
+      assert.ok(await cleanUpload(server.port, content));
+      attempts.push({ content, expect: "clean" });
+    }
+    const inFlight = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+      const content = uniqueContent(`killed-${i}`, 100_000);
+      attempts.push({ content, expect: "error" });
+      return await openUpload(server.port, content.subarray(0, 50_000));
+    }));
+    await waitFor(
+      async () => (await listDir(dir)).filter((n) => n.endsWith(".part")).length === 10,
+      5_000,
+      "parts",
+    );
+    pid = server.proc.pid;
+    Deno.kill(pid, "SIGKILL");
+    const status = await server.proc.wait(5_000);
+    assert.equal(status.signal, "SIGKILL");
+    inFlight.forEach((u) => u.conn.close());
+  }
+  const earlier = await snapshot(dir);
+  {
+    await using server = await startServer("server", { dir });
+    assert.match(server.proc.stderr, /recorded ERROR for uploads cut off by an earlier run/);
+    for (let i = 0; i < 5; i++) {
+      const content = uniqueContent(`post-restart-${i}`, 20_000);
+      assert.ok(await cleanUpload(server.port, content));
+      attempts.push({ content, expect: "clean" });
+    }
+    // Files saved before the kill are untouched by the restart.
+    for (const [name, hash] of earlier) assert.equal((await snapshot(dir)).get(name), hash);
+    const { verified, lost } = await verify(dir, attempts, before);
+    assert.equal(lost, 0);
+    assert.deepEqual((await listDir(dir)).slice(-5), ["16.file", "17.file", "18.file", "19.file", "20.file"]);
+    record({ scenario: "kill -9 and restart", connections: 20, faults: 10, verified, lost, crashes: 0 });
+  }
+});
+
+for (const signal of ["SIGTERM", "SIGQUIT"] as const) {
+  Deno.test(`fault: ${signal} during 50 active uploads`, async () => {
+    await using server = await startServer("server");
+    const before = await snapshot(server.dir);
+    const attempts: Attempt[] = [];
+    const uploads = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+      const content = uniqueContent(`${signal}-${i}`, 200_000);
+      const attempt: Attempt = { content, expect: signal === "SIGTERM" ? "error" : "clean" };
+      attempts.push(attempt);
+      return { attempt, upload: await openUpload(server.port, content.subarray(0, 100_000)) };
+    }));
+    await waitFor(async () => (await listDir(server.dir)).length === 50, 5_000, "50 uploads in flight");
+    const signalled = performance.now();
+    server.proc.child.kill(signal);
+    if (signal === "SIGQUIT") {
+      await waitFor(() => server.proc.stderr.includes("stopping"), 5_000, "the drain message");
+      const done = await Promise.all(
+        uploads.map((u) => u.upload.finish(u.attempt.content.subarray(100_000))),
+      );
+      assert.ok(done.every(Boolean), "an upload in flight was not allowed to finish");
+    }
+    const status = await server.proc.wait(15_000);
+    const tookMs = performance.now() - signalled;
+    assert.equal(status.code, 0);
+    if (signal === "SIGTERM") {
+      uploads.forEach((u) => u.upload.conn.close());
+      assert.ok(tookMs < 3_000, `SIGTERM took ${tookMs.toFixed(0)} ms`);
+    }
+    const { verified, lost } = await verify(server.dir, attempts, before);
+    assert.equal(lost, 0);
+    record({
+      scenario: `${signal} under load (50 uploads)`,
+      connections: 50,
+      faults: 1,
+      verified,
+      lost,
+      crashes: 0,
+      note: `exit 0 after ${tookMs.toFixed(0)} ms`,
+    });
+  });
+}
+
+Deno.test("fault suite summary", () => {
+  console.log(`\n${summaryTable()}\n`);
+  const sum = totals();
+  assert.ok(sum.scenarios > 0, "no scenario recorded");
+  assert.equal(sum.lost, 0, "files lost");
+  assert.equal(sum.crashes, 0, "server crashes");
+});
