@@ -10,6 +10,7 @@ import {
   readWithTimeout,
   runClient,
   spawnPeer,
+  spawnProgram,
   startServer,
   tempDir,
   text,
@@ -302,4 +303,41 @@ Deno.test("client reaches a server by IPv6 literal (with and without brackets) a
     assert.equal(result.code, 0, `${host}: ${result.stderr}`);
   }
   for (const n of [1, 2, 3]) assert.equal(await Deno.readTextFile(`${server.dir}/${n}.file`), "over ipv6");
+});
+
+Deno.test("client reaches a server by a host name that resolves only to IPv6 ::1", async (t) => {
+  const canUnshare = Deno.uid() === 0 &&
+    await new Deno.Command("unshare", { args: ["-m", "true"], stderr: "null" }).output().then(
+      (o) => o.success,
+      () => false,
+    );
+  if (!canUnshare) {
+    await t.step({
+      name: "SKIPPED: needs root and unshare -m to give the client its own /etc/hosts",
+      ignore: true,
+      fn() {},
+    });
+    return;
+  }
+  await using server = await startServer("server", { extra: ["--verbose"] });
+  const work = await tempDir();
+  const path = await fileWith("by ipv6 name");
+  const hosts = `${work}/hosts`;
+  await Deno.writeTextFile(hosts, "::1 accio-v6-only.test\n");
+  // The client alone sees a hosts file where this name has only an IPv6 address.
+  const wrap = [
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `mount --bind "${hosts}" /etc/hosts && exec "$0" "$@"`,
+  ];
+  await using client = spawnProgram("client", ["accio-v6-only.test", String(server.port), path], wrap);
+  const status = await client.wait();
+  assert.equal(status.code, 0, client.stderr);
+  assert.equal(await Deno.readTextFile(`${server.dir}/1.file`), "by ipv6 name");
+  await waitFor(() => server.proc.stderr.includes("1.file from"), 5_000, "the upload log line");
+  assert.match(server.proc.stderr, /1\.file from \[::1\]:\d+: saved 12 bytes/);
 });
