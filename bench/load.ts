@@ -1,0 +1,50 @@
+/**
+ * An in-process load generator for the benchmark: many uploads from one
+ * process, so the figures measure the servers rather than process start-up.
+ * `accio` mode speaks the single handshake through the client library; `raw`
+ * mode (for `nc -l`) just connects, sends and half-closes.
+ *
+ * @module
+ */
+import { upload } from "../lib/client.ts";
+import { connectWithin } from "../lib/connect.ts";
+import { sendStream } from "../lib/sender.ts";
+import { closeQuietly } from "../lib/socket_io.ts";
+
+/** One upload to make. */
+export interface Job {
+  port: number;
+  path: string;
+}
+
+async function rawUpload({ port, path }: Job): Promise<void> {
+  using file = await Deno.open(path);
+  const conn = await connectWithin("127.0.0.1", port, 10_000);
+  try {
+    await sendStream(conn, file, { timeoutMs: 10_000 });
+    await conn.closeWrite();
+    const sink = new Uint8Array(512);
+    while ((await conn.read(sink)) !== null) {
+      // wait for the peer's close
+    }
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+/**
+ * Runs `jobs` with at most `concurrency` in flight; resolves with the wall
+ * time in ms. Throws on the first failed upload.
+ */
+export async function runLoad(jobs: Job[], concurrency: number, mode: "accio" | "raw"): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, async () => {
+    while (next < jobs.length) {
+      const job = jobs[next++];
+      if (mode === "accio") await upload({ hostname: "127.0.0.1", port: job.port, path: job.path });
+      else await rawUpload(job);
+    }
+  }));
+  return performance.now() - started;
+}
