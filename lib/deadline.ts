@@ -56,3 +56,54 @@ export function withDeadline<T>(
 export function formatSeconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;
 }
+
+/**
+ * An idle timeout for a stream of operations: `touch()` after each one that
+ * made progress; when `ms` pass without a touch, `onExpire` runs once. Cheaper
+ * than a deadline per operation on a busy stream: one timer, re-armed only when
+ * it fires.
+ *
+ * @example
+ * ```ts
+ * import { IdleWatchdog } from "./deadline.ts";
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: 5000 });
+ * const watchdog = new IdleWatchdog(10_000, () => conn.close());
+ * while ((await conn.read(new Uint8Array(1024))) !== null) watchdog.touch();
+ * watchdog.stop();
+ * ```
+ */
+export class IdleWatchdog {
+  /** True once the timeout has passed and `onExpire` ran. */
+  expired = false;
+  readonly #ms: number;
+  readonly #onExpire: () => void;
+  #last = performance.now();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(ms: number, onExpire: () => void) {
+    this.#ms = ms;
+    this.#onExpire = onExpire;
+    this.#arm(ms);
+  }
+
+  #arm(delay: number): void {
+    this.#timer = setTimeout(() => {
+      const idle = performance.now() - this.#last;
+      if (idle + 1 < this.#ms) return this.#arm(this.#ms - idle);
+      this.expired = true;
+      this.#timer = undefined;
+      this.#onExpire();
+    }, delay);
+  }
+
+  /** Records progress: the idle period starts again. */
+  touch(): void {
+    this.#last = performance.now();
+  }
+
+  /** Cancels the watchdog. */
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}

@@ -3,9 +3,9 @@
  * file bytes into a sink with an idle timeout on every read.
  *
  * Socket reads and sink writes overlap: while one buffer is being written the
- * next read fills the other. Buffers start small and double while reads fill
- * them, so an idle or tiny upload holds a few KiB and a bulk one reads in
- * large chunks.
+ * reads fill the other. Buffers are allocated when file data starts and grow
+ * while they fill, so an idle connection holds a few KiB and a bulk upload
+ * moves large chunks.
  *
  * @example
  * ```ts
@@ -18,9 +18,10 @@
  * ```
  * @module
  */
-import { LimitError } from "./errors.ts";
+import { formatSeconds, IdleWatchdog } from "./deadline.ts";
+import { LimitError, TimeoutError } from "./errors.ts";
 import { GREETING, serverHandshake, type ServerHandshakeMode } from "./handshake.ts";
-import { readWithin, type Socket, writeAll } from "./socket_io.ts";
+import { closeQuietly, connectionFailure, type Socket, writeAll } from "./socket_io.ts";
 
 /** Where received file bytes go. */
 export interface ByteSink {
@@ -28,16 +29,16 @@ export interface ByteSink {
   write(chunk: Uint8Array): Promise<void>;
 }
 
-/** Buffer sizes of the receive loop, in bytes. */
-export const INITIAL_CHUNK = 16 * 1024;
-/** The largest read buffer the receive loop grows to. */
-export const MAX_CHUNK = 512 * 1024;
+/** The receive loop's first buffer size, in bytes. */
+export const INITIAL_CHUNK = 64 * 1024;
+/** The largest buffer the receive loop grows to (two are in use). */
+export const MAX_CHUNK = 1024 * 1024;
 /** The handshake's read buffer: all an idle connection holds. */
 export const HANDSHAKE_BUFFER = 4 * 1024;
 
 /** Options of {@link receiveStream}. */
 export interface StreamOptions {
-  /** Longest wait for each read, in ms. */
+  /** Idle timeout: longest time without any byte, in ms. */
   timeoutMs: number;
   /** Most bytes accepted in all (including `first`); more is a {@link LimitError}. Default: no limit. */
   maxBytes?: number;
@@ -51,6 +52,11 @@ function checkLimit(total: number, maxBytes: number): void {
  * Writes `first` (bytes that arrived with the handshake), then every byte the
  * socket delivers until the peer closes its side.
  *
+ * Reads go on into one buffer while the other is being written; when that
+ * write completes, whatever has accumulated is written next. So writes are as
+ * large as the sink's speed allows, and a buffer that fills grows (to
+ * {@link MAX_CHUNK}).
+ *
  * @returns the number of bytes written to `sink`.
  * @throws {TimeoutError} {ConnectionError} {LimitError}, or whatever `sink` throws.
  */
@@ -63,33 +69,64 @@ export async function receiveStream(
   let total = first.length;
   checkLimit(total, maxBytes);
   let writeError: unknown;
-  const startWrite = (chunk: Uint8Array) =>
-    sink.write(chunk).catch((error) => {
-      writeError ??= error;
-    });
-  let pendingWrite = first.length > 0 ? startWrite(first) : Promise.resolve();
+  let writing = false;
+  let pendingWrite: Promise<void> = Promise.resolve();
+  const startWrite = (chunk: Uint8Array) => {
+    writing = true;
+    pendingWrite = sink.write(chunk).then(
+      () => {
+        writing = false;
+      },
+      (error) => {
+        writeError ??= error;
+        writing = false;
+      },
+    );
+  };
+  if (first.length > 0) startWrite(first);
   const buffers = [new Uint8Array(INITIAL_CHUNK), new Uint8Array(INITIAL_CHUNK)];
-  let next = 0;
+  let current = 0;
+  let filled = 0;
+  const watchdog = new IdleWatchdog(timeoutMs, () => closeQuietly(socket));
   try {
     for (;;) {
-      const buffer = buffers[next];
-      const n = await readWithin(socket, buffer, timeoutMs, "file data");
+      let buffer = buffers[current];
+      if (filled === buffer.length) {
+        // Full before the previous write finished: wait for it, and use bigger buffers from now on.
+        await pendingWrite;
+        if (buffer.length < MAX_CHUNK) buffers[current ^ 1] = new Uint8Array(buffer.length * 2);
+      }
+      if (!writing && filled > 0) {
+        if (writeError) throw writeError;
+        startWrite(buffer.subarray(0, filled));
+        current ^= 1;
+        filled = 0;
+        buffer = buffers[current];
+      }
+      let n: number | null;
+      try {
+        n = await socket.read(buffer.subarray(filled));
+      } catch (error) {
+        throw watchdog.expired
+          ? new TimeoutError(`no data for ${formatSeconds(timeoutMs)} while waiting for file data`)
+          : connectionFailure(error, "while waiting for file data");
+      }
       if (n === null) break;
+      watchdog.touch();
       total += n;
       checkLimit(total, maxBytes);
-      await pendingWrite;
-      if (writeError) throw writeError;
-      pendingWrite = startWrite(buffer.subarray(0, n));
-      if (n === buffer.length && buffer.length < MAX_CHUNK) {
-        // A full read means a bulk upload: read larger chunks. The write in flight keeps the old buffer alive.
-        buffers[next] = new Uint8Array(buffer.length * 2);
-      }
-      next ^= 1;
+      filled += n;
     }
     await pendingWrite;
     if (writeError) throw writeError;
+    if (filled > 0) {
+      startWrite(buffers[current].subarray(0, filled));
+      await pendingWrite;
+      if (writeError) throw writeError;
+    }
     return total;
   } finally {
+    watchdog.stop();
     await pendingWrite;
   }
 }
