@@ -146,7 +146,7 @@ async function bigUpload(program: string, source: string, base: string, run: num
     note("w5", "client peak RSS MiB", client.peakRssKiB / 1024, run);
   } else if (program === "nc") {
     const port = freePort();
-    await using server = sh(`exec nc -l 127.0.0.1 ${port} > "${dir}/1.file"`);
+    await using server = sh(`exec nc -d -l 127.0.0.1 ${port} > "${dir}/1.file"`);
     await waitFor(() => listening(port), 10_000, "nc -l");
     const started = performance.now();
     await using client = sh(`exec nc -N 127.0.0.1 ${port} < "${source}"`);
@@ -181,7 +181,7 @@ async function parallelUploads(
   let ms: number;
   if (program === "nc") {
     const ports = sources.map(() => freePort());
-    const servers = ports.map((port, i) => sh(`exec nc -l 127.0.0.1 ${port} > "${dir}/${i + 1}.file"`));
+    const servers = ports.map((port, i) => sh(`exec nc -d -l 127.0.0.1 ${port} > "${dir}/${i + 1}.file"`));
     try {
       await waitFor(
         async () => (await Promise.all(ports.map(listening))).every(Boolean),
