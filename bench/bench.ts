@@ -69,6 +69,14 @@ async function listening(port: number): Promise<boolean> {
 
 const sh = (script: string) => new Proc("sh", ["-c", script]);
 
+/** `count` different free ports: all held open until all are chosen, so none repeats. */
+function distinctPorts(count: number): number[] {
+  const listeners = Array.from({ length: count }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  listeners.forEach((l) => l.close());
+  return ports;
+}
+
 async function freshDir(base: string, name: string): Promise<string> {
   const dir = `${base}/${name}`;
   await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -180,7 +188,7 @@ async function parallelUploads(
   const dir = await freshDir(base, "w2");
   let ms: number;
   if (program === "nc") {
-    const ports = sources.map(() => freePort());
+    const ports = distinctPorts(sources.length);
     const servers = ports.map((port, i) => sh(`exec nc -d -l 127.0.0.1 ${port} > "${dir}/${i + 1}.file"`));
     try {
       await waitFor(
