@@ -52,10 +52,11 @@ function checkLimit(total: number, maxBytes: number): void {
  * Writes `first` (bytes that arrived with the handshake), then every byte the
  * socket delivers until the peer closes its side.
  *
- * Reads go on into one buffer while the other is being written; when that
- * write completes, whatever has accumulated is written next. So writes are as
- * large as the sink's speed allows, and a buffer that fills grows (to
- * {@link MAX_CHUNK}).
+ * Two buffers: the next read fills one while the other is being written. A
+ * read that fills half its buffer or more makes that buffer grow (to
+ * {@link MAX_CHUNK}), so bulk uploads move large chunks and small ones stay
+ * small. (Reading on into the same buffer while a write is in flight, to
+ * batch, was tried: no measurable gain here, and twice the peak memory.)
  *
  * @returns the number of bytes written to `sink`.
  * @throws {TimeoutError} {ConnectionError} {LimitError}, or whatever `sink` throws.
@@ -69,43 +70,20 @@ export async function receiveStream(
   let total = first.length;
   checkLimit(total, maxBytes);
   let writeError: unknown;
-  let writing = false;
-  let pendingWrite: Promise<void> = Promise.resolve();
-  const startWrite = (chunk: Uint8Array) => {
-    writing = true;
-    pendingWrite = sink.write(chunk).then(
-      () => {
-        writing = false;
-      },
-      (error) => {
-        writeError ??= error;
-        writing = false;
-      },
-    );
-  };
-  if (first.length > 0) startWrite(first);
+  const startWrite = (chunk: Uint8Array) =>
+    sink.write(chunk).catch((error) => {
+      writeError ??= error;
+    });
+  let pendingWrite = first.length > 0 ? startWrite(first) : Promise.resolve();
   const buffers = [new Uint8Array(INITIAL_CHUNK), new Uint8Array(INITIAL_CHUNK)];
-  let current = 0;
-  let filled = 0;
+  let next = 0;
   const watchdog = new IdleWatchdog(timeoutMs, () => closeQuietly(socket));
   try {
     for (;;) {
-      let buffer = buffers[current];
-      if (filled === buffer.length) {
-        // Full before the previous write finished: wait for it, and use bigger buffers from now on.
-        await pendingWrite;
-        if (buffer.length < MAX_CHUNK) buffers[current ^ 1] = new Uint8Array(buffer.length * 2);
-      }
-      if (!writing && filled > 0) {
-        if (writeError) throw writeError;
-        startWrite(buffer.subarray(0, filled));
-        current ^= 1;
-        filled = 0;
-        buffer = buffers[current];
-      }
+      const buffer = buffers[next];
       let n: number | null;
       try {
-        n = await socket.read(buffer.subarray(filled));
+        n = await socket.read(buffer);
       } catch (error) {
         throw watchdog.expired
           ? new TimeoutError(`no data for ${formatSeconds(timeoutMs)} while waiting for file data`)
@@ -115,15 +93,17 @@ export async function receiveStream(
       watchdog.touch();
       total += n;
       checkLimit(total, maxBytes);
-      filled += n;
+      await pendingWrite;
+      if (writeError) throw writeError;
+      pendingWrite = startWrite(buffer.subarray(0, n));
+      if (n * 2 >= buffer.length && buffer.length < MAX_CHUNK) {
+        // The write in flight keeps the old buffer alive until it completes.
+        buffers[next] = new Uint8Array(buffer.length * 2);
+      }
+      next ^= 1;
     }
     await pendingWrite;
     if (writeError) throw writeError;
-    if (filled > 0) {
-      startWrite(buffers[current].subarray(0, filled));
-      await pendingWrite;
-      if (writeError) throw writeError;
-    }
     return total;
   } finally {
     watchdog.stop();
@@ -143,6 +123,8 @@ export interface ReceiveOptions {
   maxHeaderBytes: number;
   /** Whether extension header lines are accepted. */
   allowHeaderLines: boolean;
+  /** Called after the handshake, before any file data is stored; may throw to refuse the upload. */
+  onHandshake?: (headerLines: Uint8Array[]) => Promise<void>;
 }
 
 /** What a finished receive learned. */
@@ -172,6 +154,7 @@ export async function receiveUpload(
     allowHeaderLines: options.allowHeaderLines,
     buffer: new Uint8Array(HANDSHAKE_BUFFER),
   });
+  await options.onHandshake?.(handshake.headerLines);
   let bytes: number;
   if (handshake.ended) {
     checkLimit(handshake.data.length, options.maxBytes);
