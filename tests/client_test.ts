@@ -2,8 +2,10 @@
 import assert from "node:assert/strict";
 import {
   bytes,
+  canUnshareMounts,
   delay,
   freePort,
+  inPrivateMounts,
   makeFile,
   readExactly,
   readToEnd,
@@ -306,11 +308,7 @@ Deno.test("client reaches a server by IPv6 literal (with and without brackets) a
 });
 
 Deno.test("client reaches a server by a host name that resolves only to IPv6 ::1", async (t) => {
-  const canUnshare = Deno.uid() === 0 &&
-    await new Deno.Command("unshare", { args: ["-m", "true"], stderr: "null" }).output().then(
-      (o) => o.success,
-      () => false,
-    );
+  const canUnshare = await canUnshareMounts();
   if (!canUnshare) {
     await t.step({
       name: "SKIPPED: needs root and unshare -m to give the client its own /etc/hosts",
@@ -325,15 +323,7 @@ Deno.test("client reaches a server by a host name that resolves only to IPv6 ::1
   const hosts = `${work}/hosts`;
   await Deno.writeTextFile(hosts, "::1 accio-v6-only.test\n");
   // The client alone sees a hosts file where this name has only an IPv6 address.
-  const wrap = [
-    "unshare",
-    "-m",
-    "--propagation",
-    "private",
-    "sh",
-    "-c",
-    `mount --bind "${hosts}" /etc/hosts && exec "$0" "$@"`,
-  ];
+  const wrap = inPrivateMounts(`mount --bind "${hosts}" /etc/hosts`);
   await using client = spawnProgram("client", ["accio-v6-only.test", String(server.port), path], wrap);
   const status = await client.wait();
   assert.equal(status.code, 0, client.stderr);

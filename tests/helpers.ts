@@ -401,3 +401,27 @@ export async function hasCommand(name: string): Promise<boolean> {
 export function spawnPeer(script: string, args: string[]): Proc {
   return new Proc("python3", ["-u", `${PEERS}${script}`, ...args]);
 }
+
+/** Whether this process may make private mount namespaces (root with a working `unshare -m`). */
+export async function canUnshareMounts(): Promise<boolean> {
+  if (Deno.uid() !== 0) return false;
+  return await new Deno.Command("unshare", { args: ["-m", "true"], stderr: "null" }).output()
+    .then((o) => o.success, () => false);
+}
+
+/**
+ * A `wrap` prefix for {@link spawnProgram}: runs `setup` (shell) in a private
+ * mount namespace, then execs the program there (behind `execPrefix`, e.g.
+ * `prlimit ... --`), keeping its PID.
+ */
+export function inPrivateMounts(setup: string, execPrefix = ""): string[] {
+  return [
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `${setup} && exec ${execPrefix} "$0" "$@"`,
+  ];
+}

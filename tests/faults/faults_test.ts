@@ -8,8 +8,10 @@
  */
 import assert from "node:assert/strict";
 import {
+  canUnshareMounts,
   connect,
   delay,
+  inPrivateMounts,
   listDir,
   readExactly,
   readToEnd,
@@ -32,12 +34,7 @@ import {
   verify,
 } from "./harness.ts";
 
-const isRoot = Deno.uid() === 0;
-const canUnshare = isRoot &&
-  (await new Deno.Command("unshare", { args: ["-m", "true"], stderr: "null" }).output().then(
-    (o) => o.success,
-    () => false,
-  ));
+const canUnshare = await canUnshareMounts();
 
 /** Runs `count` tasks with at most `width` at once. */
 async function pool<T>(count: number, width: number, task: (i: number) => Promise<T>): Promise<T[]> {
@@ -257,17 +254,10 @@ Deno.test({
     const mountPoint = await tempDir();
     const saves = `${mountPoint}/saves`;
     // A private mount namespace with a 4 MiB tmpfs: the server sees it, nobody else does.
-    const wrap = [
-      "unshare",
-      "-m",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      `mount -t tmpfs -o size=4m tmpfs "${mountPoint}" && mkdir "${saves}" && exec prlimit --fsize=${
-        3 * 1024 * 1024
-      } -- "$0" "$@"`,
-    ];
+    const wrap = inPrivateMounts(
+      `mount -t tmpfs -o size=4m tmpfs "${mountPoint}" && mkdir "${saves}"`,
+      `prlimit --fsize=${3 * 1024 * 1024} --`,
+    );
     await using server = await startServer("server", { dir: saves, wrap, extra: ["--timeout", "2"] });
     const view = `/proc/${server.proc.pid}/root${saves}`;
     const inNamespace = (command: string) =>

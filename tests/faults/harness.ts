@@ -157,16 +157,10 @@ export function uniqueContent(tag: string, size: number): Uint8Array {
 
 /** A clean single-handshake upload from the test process; resolves true on the server's close. */
 export async function cleanUpload(port: number, content: Uint8Array): Promise<boolean> {
-  const conn = await connect(port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, content);
-    await conn.closeWrite();
-    return (await readToEnd(conn, 30_000)) !== "reset";
+    return await (await openUpload(port, content)).finish(new Uint8Array(0));
   } catch {
     return false;
-  } finally {
-    conn.close();
   }
 }
 
