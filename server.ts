@@ -10,8 +10,13 @@ import {
   parseSecondsOption,
   printError,
   runCommand,
+  SERVER_HANDSHAKE_OPTION,
+  SERVER_TIMEOUT_OPTION,
 } from "./lib/cli.ts";
 import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
+import { ConnectionError, describeError } from "./lib/errors.ts";
+import { Metrics, serveMetrics } from "./lib/metrics.ts";
+import { UploadLog } from "./lib/upload_log.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
 import { AccioServer, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from "./lib/server.ts";
@@ -25,12 +30,8 @@ const spec = {
     "breaks or is cut off is saved as the 5 bytes ERROR.",
   positionals: ["PORT", "FILE-DIR"],
   options: {
-    timeout: { type: "string", valueName: "SECONDS", help: "idle timeout per connection (default 10)" },
-    handshake: {
-      type: "string",
-      valueName: "MODE",
-      help: "auto (default: single or double, per connection), single, or double",
-    },
+    timeout: SERVER_TIMEOUT_OPTION,
+    handshake: SERVER_HANDSHAKE_OPTION,
     "max-connections": {
       type: "string",
       valueName: "N",
@@ -42,6 +43,15 @@ const spec = {
       valueName: "BYTES",
       help: `largest double-handshake header (default ${DEFAULT_MAX_HEADER_BYTES})`,
     },
+    headers: { type: "boolean", help: "accept header extensions (length, sha256) and answer with a receipt" },
+    names: { type: "boolean", help: "also accept the name header: store uploads at client-chosen paths" },
+    log: { type: "string", valueName: "FILE", help: "append one JSON line per connection to FILE" },
+    "metrics-port": { type: "string", valueName: "PORT", help: "serve Prometheus metrics on this port" },
+    "metrics-host": {
+      type: "string",
+      valueName: "HOST",
+      help: "address for the metrics (default 127.0.0.1)",
+    },
     quiet: { type: "boolean", help: "log nothing but fatal errors" },
     verbose: { type: "boolean", help: "log every upload, not only failed ones" },
   },
@@ -49,7 +59,12 @@ const spec = {
 
 await runCommand(spec, Deno.args, async ({ positionals: [portText, directory], values }) => {
   const port = parsePort(portText);
+  const metricsPort = values["metrics-port"] === undefined
+    ? undefined
+    : parsePort(String(values["metrics-port"]));
   const log = values.quiet ? () => {} : (line: string) => printError(`server: ${line}`);
+  const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
+  let metrics: Metrics | undefined;
   const server = await AccioServer.start({
     port,
     directory,
@@ -61,12 +76,42 @@ await runCommand(spec, Deno.args, async ({ positionals: [portText, directory], v
       min: 64,
       units: true,
     }),
+    allowHeaders: Boolean(values.headers),
+    allowNames: Boolean(values.names),
+    hashUploads: uploadLog !== undefined,
     onLog: log,
     onUpload: (u) => {
       if (u.outcome === "error") log(`${u.file} from ${u.peer}: ERROR: ${u.reason}`);
       else if (values.verbose) log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes`);
+      metrics?.record(u.outcome, u.bytes, u.durationMs);
+      uploadLog?.append({
+        id: u.id,
+        peer: u.peer,
+        file: u.file,
+        name: u.name ?? null,
+        bytes: u.bytes,
+        sha256: u.sha256 ?? null,
+        start: u.startedAt.toISOString(),
+        durationMs: u.durationMs,
+        outcome: u.outcome,
+        reason: u.reason ?? null,
+      }).then((failure) => failure && log(failure));
     },
   });
+  let metricsServer: Deno.HttpServer | undefined;
+  if (metricsPort !== undefined) {
+    metrics = new Metrics(() => server.activeConnections);
+    const hostname = typeof values["metrics-host"] === "string" ? values["metrics-host"] : "127.0.0.1";
+    try {
+      metricsServer = serveMetrics(metrics, { port: metricsPort, hostname });
+    } catch (error) {
+      await server.close();
+      throw new ConnectionError(
+        `cannot serve metrics on ${hostname}:${metricsPort}: ${describeError(error)}`,
+      );
+    }
+    log(`metrics on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${metricsPort}/metrics`);
+  }
   log(
     `listening on ${formatAddress(server.addr)}, saving to ${directory} from ${
       server.directory.lastId + 1
@@ -81,5 +126,7 @@ await runCommand(spec, Deno.args, async ({ positionals: [portText, directory], v
     immediate: () => server.close(),
   });
   await server.finished;
+  await metricsServer?.shutdown();
+  await uploadLog?.close();
   return 0;
 });

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { parseChoiceOption, parseSecondsOption, printError, runCommand } from "./lib/cli.ts";
+import {
+  parseChoiceOption,
+  parseSecondsOption,
+  printError,
+  runCommand,
+  SERVER_HANDSHAKE_OPTION,
+  SERVER_TIMEOUT_OPTION,
+} from "./lib/cli.ts";
 import { CountingServer } from "./lib/counting_server.ts";
 import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
 import { formatAddress } from "./lib/listen.ts";
@@ -18,12 +25,8 @@ const spec = {
     "and prints the number of file bytes each one sent, or ERROR after a stall.",
   positionals: ["PORT"],
   options: {
-    timeout: { type: "string", valueName: "SECONDS", help: "idle timeout per connection (default 10)" },
-    handshake: {
-      type: "string",
-      valueName: "MODE",
-      help: "auto (default: single or double, per connection), single, or double",
-    },
+    timeout: SERVER_TIMEOUT_OPTION,
+    handshake: SERVER_HANDSHAKE_OPTION,
     quiet: { type: "boolean", help: "log nothing on stderr but fatal errors" },
   },
 } as const;

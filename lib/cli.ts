@@ -191,6 +191,20 @@ export function parseChoiceOption<const T extends string>(
   throw new UsageError(`invalid --${name} "${value}": expected one of ${choices.join(", ")}`);
 }
 
+/** `--timeout SECONDS`, the idle timeout option of both servers. */
+export const SERVER_TIMEOUT_OPTION: OptionSpec = {
+  type: "string",
+  valueName: "SECONDS",
+  help: "idle timeout per connection (default 10)",
+};
+
+/** `--handshake MODE`, as both servers take it. */
+export const SERVER_HANDSHAKE_OPTION: OptionSpec = {
+  type: "string",
+  valueName: "MODE",
+  help: "auto (default: single or double, per connection), single, or double",
+};
+
 /** Writes one line to stderr, synchronously so it is never lost at exit. */
 export function printError(line: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));

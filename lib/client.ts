@@ -12,8 +12,10 @@
  */
 import { connectWithin } from "./connect.ts";
 import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
-import { describeError, FileError } from "./errors.ts";
-import { clientHandshake, type ClientHandshakeMode } from "./handshake.ts";
+import { createHash } from "node:crypto";
+import { describeError, FileError, ProtocolError } from "./errors.ts";
+import { clientHandshake, type ClientHandshakeMode, showBytes } from "./handshake.ts";
+import { formatHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
 import { sendStream } from "./sender.ts";
 import { closeQuietly, connectionFailure, readWithin } from "./socket_io.ts";
 
@@ -35,6 +37,10 @@ export interface UploadOptions {
   timeoutMs?: number;
   /** Called as bytes go out, with the total sent and the file's size (when known). */
   onProgress?: (sentBytes: number, totalBytes: number | undefined) => void;
+  /** Ask the server to store the file at this relative path (header extension; implies double). */
+  name?: string;
+  /** Send the file's length and SHA-256 and require the server's `ok` (header extension; implies double). */
+  verify?: boolean;
 }
 
 /** A delivered upload. */
@@ -61,18 +67,52 @@ async function openFile(path: string): Promise<{ file: Deno.FsFile; size: number
 
 /**
  * Waits for the server to close the connection after our half-close: its
- * close is the receipt. Bytes it sends meanwhile are not part of the default
- * protocol and are ignored.
+ * close is the receipt. A server answering header extensions sends one line
+ * first, `ok` or `error <reason>`.
  */
-async function awaitReceipt(conn: Deno.TcpConn, timeoutMs: number): Promise<void> {
-  const buffer = new Uint8Array(512);
+async function awaitReceipt(conn: Deno.TcpConn, timeoutMs: number, expectLine: boolean): Promise<void> {
+  const received = await readReply(conn, timeoutMs);
+  if (!expectLine) return; // the default protocol has the server send nothing: any bytes are ignored
+  const line = new TextDecoder().decode(received).split("\r\n")[0];
+  if (line === RECEIPT_OK) return;
+  if (line.startsWith("error ")) throw new ProtocolError(`server refused the upload: ${line.slice(6)}`);
+  throw new ProtocolError(
+    line === ""
+      ? "server closed without a receipt; does it accept header extensions (server --headers or --names)?"
+      : `server sent ${showBytes(received)} instead of a receipt`,
+  );
+}
+
+/** Reads what the server sends until it closes (at most 4 KiB kept). */
+async function readReply(conn: Deno.TcpConn, timeoutMs: number): Promise<Uint8Array> {
+  const buffer = new Uint8Array(4096);
+  let kept = 0;
   try {
-    while ((await readWithin(conn, buffer, timeoutMs, "the server to confirm by closing")) !== null) {
-      // Not part of the default protocol: ignored.
+    for (;;) {
+      const n = await readWithin(
+        conn,
+        buffer.subarray(Math.min(kept, buffer.length - 512)),
+        timeoutMs,
+        "the server to confirm by closing",
+      );
+      if (n === null) return buffer.slice(0, kept);
+      kept = Math.min(kept + n, buffer.length);
     }
   } catch (error) {
     throw connectionFailure(error, "before confirming the upload");
   }
+}
+
+/** SHA-256 of a file, streamed. */
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  try {
+    using file = await Deno.open(path);
+    for await (const chunk of file.readable) hash.update(chunk);
+  } catch (error) {
+    throw new FileError(`cannot read "${path}": ${describeError(error)}`, { cause: error });
+  }
+  return hash.digest("hex");
 }
 
 /**
@@ -85,20 +125,36 @@ export async function upload(options: UploadOptions): Promise<UploadResult> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const { file, size } = await openFile(options.path);
   try {
+    const headers: UploadHeaders = { name: options.name };
+    if (options.verify) {
+      if (size === undefined) throw new FileError(`cannot verify "${options.path}": not a regular file`);
+      headers.length = size;
+      headers.sha256 = await fileSha256(options.path);
+    }
+    const headerLines = formatHeaders(headers);
+    const mode = headerLines.length > 0 ? "double" : options.handshake ?? "single";
     const conn = await connectWithin(options.hostname, options.port, timeoutMs);
     try {
-      await clientHandshake(conn, { mode: options.handshake ?? "single", timeoutMs });
+      await clientHandshake(conn, { mode, timeoutMs, headerLines });
       options.onProgress?.(0, size);
-      const bytes = await sendStream(conn, file, {
-        timeoutMs,
-        onProgress: (sent) => options.onProgress?.(sent, size),
-      });
+      let bytes: number;
       try {
-        await conn.closeWrite();
+        bytes = await sendStream(conn, file, {
+          timeoutMs,
+          onProgress: (sent) => options.onProgress?.(sent, size),
+        });
+        await conn.closeWrite().catch((error) => {
+          throw connectionFailure(error, "while finishing the upload");
+        });
       } catch (error) {
-        throw connectionFailure(error, "while finishing the upload");
+        // A server that refuses a named or verified upload says why before it closes.
+        if (headerLines.length > 0 && !(error instanceof FileError)) {
+          const refusal = await awaitReceipt(conn, 1_000, true).then(() => undefined, (e) => e);
+          if (refusal instanceof ProtocolError && refusal.message.startsWith("server refused")) throw refusal;
+        }
+        throw error;
       }
-      await awaitReceipt(conn, timeoutMs);
+      await awaitReceipt(conn, timeoutMs, headerLines.length > 0);
       return { bytes };
     } finally {
       closeQuietly(conn);

@@ -17,11 +17,14 @@
  * @module
  */
 import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
-import { AccioError, describeError } from "./errors.ts";
+import { createHash } from "node:crypto";
+import { AccioError, describeError, ProtocolError } from "./errors.ts";
+import { parseHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
 import type { ServerHandshakeMode } from "./handshake.ts";
 import { formatAddress, listenAll } from "./listen.ts";
 import { type Received, receiveUpload } from "./receiver.ts";
-import { closeQuietly } from "./socket_io.ts";
+import { closeQuietly, writeAll } from "./socket_io.ts";
+import { checkName, prepareNamedPath } from "./upload_name.ts";
 import { type OpenReport, UploadDirectory, type UploadFile, uploadFileName } from "./upload_dir.ts";
 
 /** Settings of an {@link AccioServer}. */
@@ -42,6 +45,12 @@ export interface ServerOptions {
   maxUploadBytes?: number;
   /** Largest double-handshake header in bytes. Default 8192. */
   maxHeaderBytes?: number;
+  /** Accept header extensions (`length`, `sha256`) and answer them with a receipt. Default false. */
+  allowHeaders?: boolean;
+  /** Also accept `name`: store the upload at that path under the directory. Implies headers. Default false. */
+  allowNames?: boolean;
+  /** Compute the SHA-256 of every stored upload for {@link UploadOutcome.sha256}. Default false. */
+  hashUploads?: boolean;
   /** Called once per connection when it ends. Default: nothing. */
   onUpload?: (outcome: UploadOutcome) => void;
   /** Called with operational messages (accept failures, repairs). Default: nothing. */
@@ -64,6 +73,10 @@ export interface UploadOutcome {
   bytes: number;
   /** Which handshake the client used, once known. */
   handshake?: "single" | "double";
+  /** The name the client asked for, if any. */
+  name?: string;
+  /** SHA-256 of the stored file, when hashing is on and the upload was saved. */
+  sha256?: string;
   /** When the connection was accepted. */
   startedAt: Date;
   /** How long it lasted, in ms. */
@@ -129,6 +142,9 @@ export class AccioServer {
       maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
       maxUploadBytes: options.maxUploadBytes ?? Infinity,
       maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+      allowHeaders: options.allowHeaders ?? false,
+      allowNames: options.allowNames ?? false,
+      hashUploads: options.hashUploads ?? false,
       onUpload: options.onUpload ?? (() => {}),
       onLog: options.onLog ?? (() => {}),
     };
@@ -250,7 +266,7 @@ export class AccioServer {
       return;
     }
     const { id } = upload;
-    const file = upload.finalPath;
+    let file = upload.finalPath;
     const report = (outcome: "saved" | "error", bytes: number, extra: Partial<UploadOutcome>) =>
       this.#options.onUpload({
         id,
@@ -262,27 +278,59 @@ export class AccioServer {
         durationMs: Date.now() - startedAt.getTime(),
         ...extra,
       });
+    const { allowHeaders, allowNames, idleTimeoutMs } = this.#options;
+    if (this.#options.hashUploads) upload.hash = createHash("sha256");
+    let headers: UploadHeaders = {};
+    let wantsReceipt = false;
     let received: Received | undefined;
     try {
       received = await receiveUpload(conn, upload, {
-        timeoutMs: this.#options.idleTimeoutMs,
+        timeoutMs: idleTimeoutMs,
         handshake: this.#options.handshake,
         maxBytes: this.#options.maxUploadBytes,
         maxHeaderBytes: this.#options.maxHeaderBytes,
-        allowHeaderLines: false,
+        allowHeaderLines: allowHeaders || allowNames,
+        onHandshake: async (lines) => {
+          wantsReceipt = lines.length > 0;
+          headers = parseHeaders(lines);
+          if (headers.name !== undefined) {
+            if (!allowNames) throw new ProtocolError("named uploads are not enabled on this server");
+            file = await prepareNamedPath(this.directory.path, checkName(headers.name));
+          }
+          if (headers.sha256 !== undefined) upload.hash ??= createHash("sha256");
+        },
       });
       if (session.abortReason) throw new AccioError(session.abortReason);
-      await upload.commit();
+      const sha256 = upload.hash?.digest("hex");
+      if (headers.length !== undefined && headers.length !== received.bytes) {
+        throw new ProtocolError(
+          `received ${received.bytes} bytes, but the client announced ${headers.length}`,
+        );
+      }
+      if (headers.sha256 !== undefined && headers.sha256 !== sha256) {
+        throw new ProtocolError("SHA-256 of the received bytes differs from the one the client announced");
+      }
+      await upload.commit(file);
+      if (wantsReceipt) await this.#sendReceipt(conn, RECEIPT_OK);
       closeQuietly(conn);
-      report("saved", received.bytes, { handshake: received.handshake });
+      report("saved", received.bytes, { handshake: received.handshake, name: headers.name, sha256 });
     } catch (error) {
-      closeQuietly(conn);
-      const failure = await upload.fail();
       const reason = session.abortReason ?? describeError(error);
+      if (wantsReceipt) await this.#sendReceipt(conn, `error ${reason}`);
+      closeQuietly(conn);
+      file = upload.finalPath;
+      const failure = await upload.fail();
       report("error", upload.bytes, {
         reason: failure ? `${reason}; ${failure}` : reason,
         handshake: received?.handshake,
+        name: headers.name,
       });
     }
+  }
+
+  /** Best effort: the receipt of a client that sent header extensions. */
+  async #sendReceipt(conn: Deno.Conn, line: string): Promise<void> {
+    const safe = line.replace(/[\r\n]+/g, " ").slice(0, 512);
+    await writeAll(conn, new TextEncoder().encode(`${safe}\r\n`), 1_000, "the receipt").catch(() => {});
   }
 }

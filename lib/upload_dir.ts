@@ -18,6 +18,7 @@
  * ```
  * @module
  */
+import type { Hash } from "node:crypto";
 import { describeError, FileError } from "./errors.ts";
 
 /** The exact content of a failed upload's file. */
@@ -190,10 +191,14 @@ export class UploadFile {
     return this.#bytes;
   }
 
+  /** When set, every byte written also goes into this hash (for verification and the log). */
+  hash: Hash | undefined;
+
   /** Appends `chunk` to the temporary file. */
   async write(chunk: Uint8Array): Promise<void> {
     const file = this.#file;
     if (!file) throw new FileError("upload already finished");
+    this.hash?.update(chunk);
     try {
       for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
     } catch (error) {
@@ -211,14 +216,14 @@ export class UploadFile {
     this.#file = undefined;
   }
 
-  /** Flushes the data to disk and publishes it as the final file. */
-  async commit(): Promise<void> {
+  /** Flushes the data to disk and publishes it as the final file, or at `destination` instead. */
+  async commit(destination: string = this.finalPath): Promise<void> {
     const file = this.#file;
     if (!file) throw new FileError("upload already finished");
     try {
       await file.syncData();
       this.#closeFile();
-      await publish(this.#temporaryPath, this.finalPath);
+      await publish(this.#temporaryPath, destination);
     } catch (error) {
       this.#closeFile();
       if (error instanceof FileError) throw error;

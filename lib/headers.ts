@@ -1,0 +1,86 @@
+/**
+ * Header extensions of the double handshake: `key: value` lines between
+ * `confirm-accio-again\r\n` and the empty line. Both sides opt in: the client
+ * sends them only when asked (`--name`, `--named`, `--verify`), the server
+ * accepts them only with `--headers` or `--names`. A client that sent any
+ * extension line gets a one-line receipt, `ok` or `error <reason>`, before the
+ * server closes.
+ *
+ * | key | value |
+ * | --- | --- |
+ * | `name` | relative path to store the file at (server needs `--names`) |
+ * | `length` | decimal byte count of the file |
+ * | `sha256` | lowercase hex SHA-256 of the file |
+ *
+ * @example
+ * ```ts
+ * import { formatHeaders, parseHeaders } from "./headers.ts";
+ * const lines = formatHeaders({ name: "floor2/temp.csv", length: 42 });
+ * // ["name: floor2/temp.csv", "length: 42"]
+ * parseHeaders(lines.map((l) => new TextEncoder().encode(l)));
+ * ```
+ * @module
+ */
+import { ProtocolError } from "./errors.ts";
+import { showBytes } from "./handshake.ts";
+
+/** The extension headers an upload may carry. */
+export interface UploadHeaders {
+  /** Where to store the file, relative to the server's directory. */
+  name?: string;
+  /** The file's length in bytes. */
+  length?: number;
+  /** The file's SHA-256, 64 lowercase hex digits. */
+  sha256?: string;
+}
+
+/** The receipt line for a verified, stored upload. */
+export const RECEIPT_OK = "ok";
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Parses raw header lines.
+ *
+ * @throws {ProtocolError} for malformed lines, unknown or repeated keys, bad values.
+ */
+export function parseHeaders(lines: readonly Uint8Array[]): UploadHeaders {
+  const headers: UploadHeaders = {};
+  const seen = new Set<string>();
+  for (const raw of lines) {
+    let line: string;
+    try {
+      line = decoder.decode(raw);
+    } catch {
+      throw new ProtocolError(`header line ${showBytes(raw)} is not UTF-8`);
+    }
+    const match = /^([a-z0-9-]+): (.*)$/.exec(line);
+    if (!match) throw new ProtocolError(`malformed header line ${showBytes(raw)}: expected "key: value"`);
+    const [, key, value] = match;
+    if (seen.has(key)) throw new ProtocolError(`header "${key}" sent twice`);
+    seen.add(key);
+    if (key === "name") {
+      headers.name = value;
+    } else if (key === "length") {
+      if (!/^[0-9]{1,16}$/.test(value)) throw new ProtocolError(`bad length header "${value}"`);
+      headers.length = Number(value);
+    } else if (key === "sha256") {
+      if (!/^[0-9a-f]{64}$/.test(value)) {
+        throw new ProtocolError(`bad sha256 header: expected 64 lowercase hex digits`);
+      }
+      headers.sha256 = value;
+    } else {
+      throw new ProtocolError(`unknown header "${key}"`);
+    }
+  }
+  return headers;
+}
+
+/** Renders headers as lines (without CRLF) in a fixed order. */
+export function formatHeaders(headers: UploadHeaders): string[] {
+  const lines: string[] = [];
+  if (headers.name !== undefined) lines.push(`name: ${headers.name}`);
+  if (headers.length !== undefined) lines.push(`length: ${headers.length}`);
+  if (headers.sha256 !== undefined) lines.push(`sha256: ${headers.sha256}`);
+  return lines;
+}
