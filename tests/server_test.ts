@@ -446,3 +446,53 @@ Deno.test("server does not read past what a slow client sends: greeting first, n
   }
   assert.deepEqual(sha256(await read(`${server.dir}/1.file`)), sha256(new Uint8Array(0)));
 });
+
+Deno.test("server --max-connections 2: a third client waits in the backlog, then is served", async () => {
+  await using server = await startServer("server", { extra: ["--max-connections", "2"] });
+  const first = await connect(server.port);
+  const second = await connect(server.port);
+  const third = await connect(server.port);
+  try {
+    await readExactly(first, 7);
+    await readExactly(second, 7);
+    assert.equal(
+      await readWithTimeout(third, new Uint8Array(7), 300),
+      "timeout",
+      "a third connection was served",
+    );
+    await writeAll(first, bytes("one"));
+    await first.closeWrite();
+    await readToEnd(first);
+    assert.equal(text(await readExactly(third, 7, 5_000)), "accio\r\n");
+    for (const [conn, data] of [[second, "two"], [third, "three"]] as const) {
+      await writeAll(conn, bytes(data));
+      await conn.closeWrite();
+      await readToEnd(conn);
+    }
+  } finally {
+    [first, second, third].forEach((c) => c.close());
+  }
+  assert.equal(await Deno.readTextFile(`${server.dir}/1.file`), "one");
+  assert.deepEqual(
+    [await Deno.readTextFile(`${server.dir}/2.file`), await Deno.readTextFile(`${server.dir}/3.file`)].sort(),
+    ["three", "two"],
+  );
+});
+
+Deno.test("server --max-size: a larger upload ends as ERROR, one at the limit is saved", async () => {
+  await using server = await startServer("server", { extra: ["--max-size", "1K"] });
+  await rawUpload(server.port, new Uint8Array(1024).fill(65));
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, new Uint8Array(4096)).catch(() => {}); // cut off part-way
+    await conn.closeWrite().catch(() => {});
+    await readToEnd(conn).catch(() => {});
+  } finally {
+    conn.close();
+  }
+  await waitForFile(server.dir, 2);
+  assert.equal((await Deno.stat(`${server.dir}/1.file`)).size, 1024);
+  assert.equal(await Deno.readTextFile(`${server.dir}/2.file`), "ERROR");
+  assert.match(server.proc.stderr, /2\.file from .*: ERROR: upload larger than the limit of 1024 bytes/);
+});
