@@ -13,7 +13,7 @@
 import { connectWithin } from "./connect.ts";
 import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
 import { createHash } from "node:crypto";
-import { describeError, FileError, ProtocolError } from "./errors.ts";
+import { describeError, FileError, ProtocolError, RefusedError } from "./errors.ts";
 import { clientHandshake, type ClientHandshakeMode, showBytes } from "./handshake.ts";
 import { formatHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
 import { sendStream } from "./sender.ts";
@@ -75,7 +75,7 @@ async function awaitReceipt(conn: Deno.TcpConn, timeoutMs: number, expectLine: b
   if (!expectLine) return; // the default protocol has the server send nothing: any bytes are ignored
   const line = new TextDecoder().decode(received).split("\r\n")[0];
   if (line === RECEIPT_OK) return;
-  if (line.startsWith("error ")) throw new ProtocolError(`server refused the upload: ${line.slice(6)}`);
+  if (line.startsWith("error ")) throw new RefusedError(`server refused the upload: ${line.slice(6)}`);
   throw new ProtocolError(
     line === ""
       ? "server closed without a receipt; does it accept header extensions (server --headers or --names)?"
@@ -83,20 +83,17 @@ async function awaitReceipt(conn: Deno.TcpConn, timeoutMs: number, expectLine: b
   );
 }
 
-/** Reads what the server sends until it closes (at most 4 KiB kept). */
+/** Reads what the server sends until it closes; keeps the first 4 KiB. */
 async function readReply(conn: Deno.TcpConn, timeoutMs: number): Promise<Uint8Array> {
-  const buffer = new Uint8Array(4096);
-  let kept = 0;
+  const kept = new Uint8Array(4096);
+  const discard = new Uint8Array(4096);
+  let length = 0;
   try {
     for (;;) {
-      const n = await readWithin(
-        conn,
-        buffer.subarray(Math.min(kept, buffer.length - 512)),
-        timeoutMs,
-        "the server to confirm by closing",
-      );
-      if (n === null) return buffer.slice(0, kept);
-      kept = Math.min(kept + n, buffer.length);
+      const target = length < kept.length ? kept.subarray(length) : discard;
+      const n = await readWithin(conn, target, timeoutMs, "the server to confirm by closing");
+      if (n === null) return kept.slice(0, length);
+      if (target !== discard) length += n;
     }
   } catch (error) {
     throw connectionFailure(error, "before confirming the upload");
@@ -119,7 +116,7 @@ async function fileSha256(path: string): Promise<string> {
  * Uploads one file and resolves once the server has confirmed it by closing
  * the connection.
  *
- * @throws {FileError} {ConnectionError} {TimeoutError} {ProtocolError}
+ * @throws {FileError} {ConnectionError} {TimeoutError} {ProtocolError} {RefusedError}
  */
 export async function upload(options: UploadOptions): Promise<UploadResult> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -150,7 +147,7 @@ export async function upload(options: UploadOptions): Promise<UploadResult> {
         // A server that refuses a named or verified upload says why before it closes.
         if (headerLines.length > 0 && !(error instanceof FileError)) {
           const refusal = await awaitReceipt(conn, 1_000, true).then(() => undefined, (e) => e);
-          if (refusal instanceof ProtocolError && refusal.message.startsWith("server refused")) throw refusal;
+          if (refusal instanceof RefusedError) throw refusal;
         }
         throw error;
       }

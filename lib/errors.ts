@@ -39,6 +39,9 @@ export class ProtocolError extends AccioError {}
 /** The connection failed: refused, reset, closed early, unreachable. */
 export class ConnectionError extends AccioError {}
 
+/** The server answered an upload with `error <reason>`. */
+export class RefusedError extends AccioError {}
+
 /** A limit set by the operator was exceeded (size, header length). */
 export class LimitError extends AccioError {}
 
