@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   bytes,
   connect,
+  doubleHandshake,
   listDir,
   readExactly,
   readToEnd,
@@ -24,9 +25,7 @@ import {
 async function rawHeaderUpload(port: number, headerLines: Uint8Array[], data: Uint8Array): Promise<string> {
   const conn = await connect(port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("confirm-accio\r\n"));
-    await readExactly(conn, 7);
+    await doubleHandshake(conn);
     const crlf = bytes("\r\n");
     const parts = [bytes("confirm-accio-again\r\n"), ...headerLines.flatMap((l) => [l, crlf]), crlf, data];
     for (const part of parts) await writeAll(conn, part).catch(() => {});

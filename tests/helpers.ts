@@ -313,6 +313,13 @@ export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void>
   for (let done = 0; done < data.length;) done += await conn.write(data.subarray(done));
 }
 
+/** The client's side of the double handshake up to (not including) `confirm-accio-again\r\n`. */
+export async function doubleHandshake(conn: Deno.Conn): Promise<void> {
+  await readExactly(conn, 7);
+  await writeAll(conn, bytes("confirm-accio\r\n"));
+  await readExactly(conn, 7);
+}
+
 /** Connects, reads the greeting, sends `data`, half-closes, and waits for the server to close. */
 export async function rawUpload(port: number, data: Uint8Array, hostname = "127.0.0.1"): Promise<void> {
   const conn = await connect(port, hostname);

@@ -21,6 +21,12 @@ const python = await hasCommand("python3");
 const ignore = !python;
 if (ignore) console.log("SKIPPED interop tests: python3 is not installed on this machine");
 
+async function runSeedClient(port: number, source: string, handshake: "single" | "double"): Promise<void> {
+  const flags = handshake === "double" ? ["--double"] : [];
+  await using peer = spawnPeer("seed_client.py", ["127.0.0.1", String(port), source, ...flags]);
+  assert.equal((await peer.wait()).code, 0, peer.stderr);
+}
+
 for (const handshake of ["single", "double"] as const) {
   Deno.test({
     name: `our client (${handshake}) -> seed server sending accio byte by byte`,
@@ -47,14 +53,7 @@ for (const handshake of ["single", "double"] as const) {
       const work = await tempDir();
       const source = await makeFile(work, "data.bin", 2 * 1024 * 1024 + 5, 12);
       await using server = await startServer("server");
-      const args = [
-        "127.0.0.1",
-        String(server.port),
-        source,
-        ...(handshake === "double" ? ["--double"] : []),
-      ];
-      await using peer = spawnPeer("seed_client.py", args);
-      assert.equal((await peer.wait()).code, 0, peer.stderr);
+      await runSeedClient(server.port, source, handshake);
       assert.equal(await sha256File(`${server.dir}/1.file`), await sha256File(source));
     },
   });
@@ -67,14 +66,7 @@ for (const handshake of ["single", "double"] as const) {
       const size = 1024 * 1024 + 3;
       const source = await makeFile(work, "data.bin", size, 13);
       await using server = await startServer("server-s");
-      const args = [
-        "127.0.0.1",
-        String(server.port),
-        source,
-        ...(handshake === "double" ? ["--double"] : []),
-      ];
-      await using peer = spawnPeer("seed_client.py", args);
-      assert.equal((await peer.wait()).code, 0, peer.stderr);
+      await runSeedClient(server.port, source, handshake);
       await waitFor(() => server.proc.stdout.includes("\n"), 5_000, "the count");
       assert.equal(server.proc.stdout, `${size}\n`);
     },

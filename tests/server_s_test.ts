@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   bytes,
   connect,
+  doubleHandshake,
   makeFile,
   rawUpload,
   readExactly,
@@ -46,9 +47,7 @@ Deno.test("server-s prints 0 for an empty upload and excludes the double-handsha
   await rawUpload(server.port, new Uint8Array(0));
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("confirm-accio\r\n"));
-    await readExactly(conn, 7);
+    await doubleHandshake(conn);
     await writeAll(conn, bytes("confirm-accio-again\r\n\r\n12345"));
     await conn.closeWrite();
     await readToEnd(conn);

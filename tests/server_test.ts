@@ -4,6 +4,7 @@ import {
   bytes,
   connect,
   delay,
+  doubleHandshake,
   listDir,
   makeFile,
   rawUpload,
@@ -240,9 +241,7 @@ Deno.test("server: a broken double handshake ends as ERROR", async () => {
   await using server = await startServer("server");
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("confirm-accio\r\n"));
-    await readExactly(conn, 7);
+    await doubleHandshake(conn);
     await writeAll(conn, bytes("confirm-something-else\r\n\r\ndata"));
     await conn.closeWrite();
     await readToEnd(conn);
