@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import {
   bytes,
   connect,
-  doubleHandshake,
   listDir,
+  rawDoubleUpload,
   readExactly,
   readToEnd,
   runClient,
@@ -18,23 +18,14 @@ import {
   text,
   waitFor,
   waitForFile,
-  writeAll,
 } from "./helpers.ts";
 
 /** A double-handshake upload with raw header lines; returns the server's reply (its receipt). */
 async function rawHeaderUpload(port: number, headerLines: Uint8Array[], data: Uint8Array): Promise<string> {
-  const conn = await connect(port);
-  try {
-    await doubleHandshake(conn);
-    const crlf = bytes("\r\n");
-    const parts = [bytes("confirm-accio-again\r\n"), ...headerLines.flatMap((l) => [l, crlf]), crlf, data];
-    for (const part of parts) await writeAll(conn, part).catch(() => {});
-    await conn.closeWrite().catch(() => {});
-    const reply = await readToEnd(conn, 10_000).catch(() => "reset" as const);
-    return reply === "reset" ? "reset" : text(reply);
-  } finally {
-    conn.close();
-  }
+  const crlf = bytes("\r\n");
+  const parts = [bytes("confirm-accio-again\r\n"), ...headerLines.flatMap((l) => [l, crlf]), crlf, data];
+  const reply = await rawDoubleUpload(port, new Uint8Array(parts.flatMap((p) => [...p])));
+  return reply === "reset" ? "reset" : text(reply);
 }
 
 async function fileWith(content: string): Promise<string> {

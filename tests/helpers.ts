@@ -320,6 +320,24 @@ export async function doubleHandshake(conn: Deno.Conn): Promise<void> {
   await readExactly(conn, 7);
 }
 
+/**
+ * A raw double-handshake upload: the handshake, then `rest` (from
+ * `confirm-accio-again\r\n` on), a half-close, and whatever the server sends
+ * until it closes (or `"reset"`). Write errors are ignored: a server may cut
+ * the peer off part-way, and the reply says how it ended.
+ */
+export async function rawDoubleUpload(port: number, rest: Uint8Array): Promise<Uint8Array | "reset"> {
+  const conn = await connect(port);
+  try {
+    await doubleHandshake(conn);
+    await writeAll(conn, rest).catch(() => {});
+    await conn.closeWrite().catch(() => {});
+    return await readToEnd(conn, 10_000).catch(() => "reset" as const);
+  } finally {
+    conn.close();
+  }
+}
+
 /** Connects, reads the greeting, sends `data`, half-closes, and waits for the server to close. */
 export async function rawUpload(port: number, data: Uint8Array, hostname = "127.0.0.1"): Promise<void> {
   const conn = await connect(port, hostname);

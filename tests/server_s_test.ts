@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import {
   bytes,
   connect,
-  doubleHandshake,
   makeFile,
+  rawDoubleUpload,
   rawUpload,
   readExactly,
   readToEnd,
@@ -45,15 +45,7 @@ Deno.test("server-s serves 12 waiting clients one at a time, in order, none refu
 Deno.test("server-s prints 0 for an empty upload and excludes the double-handshake header", async () => {
   await using server = await startServer("server-s");
   await rawUpload(server.port, new Uint8Array(0));
-  const conn = await connect(server.port);
-  try {
-    await doubleHandshake(conn);
-    await writeAll(conn, bytes("confirm-accio-again\r\n\r\n12345"));
-    await conn.closeWrite();
-    await readToEnd(conn);
-  } finally {
-    conn.close();
-  }
+  await rawDoubleUpload(server.port, bytes("confirm-accio-again\r\n\r\n12345"));
   await waitFor(() => lines(server.proc.stdout).length === 2, 5_000, "2 counts");
   assert.deepEqual(lines(server.proc.stdout), ["0", "5"]);
 });

@@ -4,9 +4,9 @@ import {
   bytes,
   connect,
   delay,
-  doubleHandshake,
   listDir,
   makeFile,
+  rawDoubleUpload,
   rawUpload,
   readExactly,
   readToEnd,
@@ -239,15 +239,7 @@ Deno.test("server: the double handshake is detected and its header is not stored
 
 Deno.test("server: a broken double handshake ends as ERROR", async () => {
   await using server = await startServer("server");
-  const conn = await connect(server.port);
-  try {
-    await doubleHandshake(conn);
-    await writeAll(conn, bytes("confirm-something-else\r\n\r\ndata"));
-    await conn.closeWrite();
-    await readToEnd(conn);
-  } finally {
-    conn.close();
-  }
+  await rawDoubleUpload(server.port, bytes("confirm-something-else\r\n\r\ndata"));
   await waitForFile(server.dir, 1);
   assert.deepEqual(await Deno.readTextFile(`${server.dir}/1.file`), "ERROR");
 });
