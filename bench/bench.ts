@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--runs N] [--size-mib N]`: Accio against iperf3
+ * `deno task bench [--quick] [--runs N] [--size-mib N] [--only w1,w2,w3,w4]`: Accio against iperf3
  * (the loopback ceiling), OpenBSD netcat and the Python seed-style peers, in
  * the same run, on files in a tmpfs. Programs alternate within every run;
  * medians with min and max are reported, and each ratio to nc pair by pair.
@@ -17,7 +17,7 @@ import {
   spawnProgram,
   waitFor,
 } from "../tests/helpers.ts";
-import { type Job, runLoad } from "./load.ts";
+import { type Job, runLoad, runSmallLoad } from "./load.ts";
 
 const argv = Deno.args;
 const quick = argv.includes("--quick");
@@ -25,6 +25,8 @@ const option = (name: string, fallback: number) => {
   const at = argv.indexOf(name);
   return at === -1 ? fallback : Number(argv[at + 1]);
 };
+const only = argv.includes("--only") ? argv[argv.indexOf("--only") + 1].split(",") : undefined;
+const wanted = (workload: string) => only === undefined || only.includes(workload);
 const config = {
   runs: option("--runs", quick ? 1 : 5),
   bigMiB: option("--size-mib", quick ? 16 : 1024),
@@ -227,11 +229,8 @@ async function smallUploads(program: string, smallSources: string[], base: strin
   const dir = await freshDir(base, "w3");
   const server = program === "accio" ? await startAccio(dir) : await startPython(dir);
   try {
-    const jobs: Job[] = Array.from({ length: config.smallCount }, (_, i) => ({
-      port: server.port,
-      path: smallSources[i % smallSources.length],
-    }));
-    const ms = await runLoad(jobs, config.smallInFlight, "accio");
+    const contents = await Promise.all(smallSources.map((path) => Deno.readFile(path)));
+    const ms = await runSmallLoad(server.port, contents, config.smallCount, config.smallInFlight);
     note("w3", program, config.smallCount / (ms / 1000), run);
   } finally {
     await server.proc.stop("SIGTERM");
@@ -442,30 +441,30 @@ try {
   const bigPrograms = ["accio", ...(peers.nc ? ["nc"] : []), "python", ...(peers.iperf3 ? ["iperf3"] : [])];
   const parallelPrograms = ["accio", ...(peers.nc ? ["nc"] : []), "python"];
   for (let run = 0; run < config.runs; run++) {
-    for (const p of rotate(bigPrograms, run)) {
+    for (const p of wanted("w1") ? rotate(bigPrograms, run) : []) {
       console.error(`bench: run ${run + 1}/${config.runs} workload 1 ${p}`);
       await bigUpload(p, big, base, run);
     }
-    for (const p of rotate(parallelPrograms, run)) {
+    for (const p of wanted("w2") ? rotate(parallelPrograms, run) : []) {
       console.error(`bench: run ${run + 1}/${config.runs} workload 2 ${p}`);
       await parallelUploads(p, parallel, parallelHashes, base, run);
     }
-    for (const p of rotate(["accio", "python"], run)) {
+    for (const p of wanted("w3") ? rotate(["accio", "python"], run) : []) {
       console.error(`bench: run ${run + 1}/${config.runs} workload 3 ${p}`);
       await smallUploads(p, small, base, run);
     }
-    for (const p of rotate(["accio", "python"], run)) await idleConnections(p, base, run);
+    for (const p of wanted("w4") ? rotate(["accio", "python"], run) : []) await idleConnections(p, base, run);
   }
 } finally {
   await Deno.remove(base, { recursive: true });
 }
 
 const machineLine = await machine();
-const out = `${ROOT}bench/results/${quick ? "quick" : "latest"}`;
+const out = `${ROOT}bench/results/${quick || only ? "quick" : "latest"}`;
 await Deno.writeTextFile(
   `${out}.json`,
   JSON.stringify({ date: new Date().toISOString(), machine: machineLine, config, results }, null, 2) + "\n",
 );
 await Deno.writeTextFile(`${out}.md`, markdown(machineLine));
-if (!quick) await Deno.writeTextFile(`${ROOT}bench/results/throughput.svg`, chart());
+if (!quick && !only) await Deno.writeTextFile(`${ROOT}bench/results/throughput.svg`, chart());
 console.log(markdown(machineLine));

@@ -33,6 +33,44 @@ async function rawUpload({ port, path }: Job): Promise<void> {
 }
 
 /**
+ * Uploads small in-memory contents as lean as a client can: connect, read the
+ * 7-byte greeting, write, half-close, wait for the close. For many small
+ * uploads, where the generator's own cost would otherwise dominate the two
+ * cores it shares with the server under test.
+ */
+export async function runSmallLoad(
+  port: number,
+  contents: Uint8Array[],
+  count: number,
+  concurrency: number,
+): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, async () => {
+    const scratch = new Uint8Array(64);
+    while (next < count) {
+      const content = contents[next++ % contents.length];
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        for (let got = 0; got < 7;) {
+          const n = await conn.read(scratch.subarray(got, 7));
+          if (n === null) throw new Error("server closed before accio");
+          got += n;
+        }
+        for (let done = 0; done < content.length;) done += await conn.write(content.subarray(done));
+        await conn.closeWrite();
+        while ((await conn.read(scratch)) !== null) {
+          // until the server's close
+        }
+      } finally {
+        closeQuietly(conn);
+      }
+    }
+  }));
+  return performance.now() - started;
+}
+
+/**
  * Runs `jobs` with at most `concurrency` in flight; resolves with the wall
  * time in ms. Throws on the first failed upload.
  */

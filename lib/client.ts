@@ -138,6 +138,7 @@ export async function upload(options: UploadOptions): Promise<UploadResult> {
       try {
         bytes = await sendStream(conn, file, {
           timeoutMs,
+          sizeHint: size,
           onProgress: (sent) => options.onProgress?.(sent, size),
         });
         await conn.closeWrite().catch((error) => {

@@ -30,7 +30,7 @@ export interface ByteSink {
 }
 
 /** The receive loop's first buffer size, in bytes. */
-export const INITIAL_CHUNK = 64 * 1024;
+export const INITIAL_CHUNK = 16 * 1024;
 /** The largest buffer the receive loop grows to (two are in use). */
 export const MAX_CHUNK = 1024 * 1024;
 /** The handshake's read buffer: all an idle connection holds. */

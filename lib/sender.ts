@@ -29,6 +29,8 @@ export interface SendOptions {
   timeoutMs: number;
   /** Bytes per chunk. Default {@link SEND_CHUNK}. */
   chunkSize?: number;
+  /** The source's size, when known: no buffer is made larger than it. */
+  sizeHint?: number;
   /** Called after each chunk is handed to the socket with the running total. */
   onProgress?: (sentBytes: number) => void;
 }
@@ -48,8 +50,10 @@ async function readChunk(source: ByteSource, buffer: Uint8Array): Promise<number
  * @throws {TimeoutError} {ConnectionError} {FileError}
  */
 export async function sendStream(socket: Socket, source: ByteSource, options: SendOptions): Promise<number> {
-  const { timeoutMs, chunkSize = SEND_CHUNK, onProgress } = options;
-  const buffers = [new Uint8Array(chunkSize), new Uint8Array(chunkSize)];
+  const { timeoutMs, chunkSize = SEND_CHUNK, sizeHint, onProgress } = options;
+  // A small file needs no 256 KiB buffers (zero-filled on every upload).
+  const size = sizeHint === undefined ? chunkSize : Math.max(1, Math.min(chunkSize, sizeHint));
+  const buffers = [new Uint8Array(size), new Uint8Array(size)];
   let sent = 0;
   let next = 0;
   let n = await readChunk(source, buffers[next]);
