@@ -11,7 +11,6 @@ import {
   readExactly,
   readToEnd,
   readWithTimeout,
-  runClient,
   sha256,
   sha256File,
   spawnPeer,
@@ -111,19 +110,21 @@ Deno.test("a stalled upload does not delay another connection's greeting or data
   }
 });
 
-Deno.test("server: 100 MiB upload by the client is byte-identical, server RSS stays under 150 MiB", async () => {
+Deno.test("100 MiB upload: byte-identical, server and client each under 150 MiB peak RSS", async () => {
   const work = await tempDir();
   const source = await makeFile(work, "big.bin", 100 * 1024 * 1024, 7);
   await using server = await startServer("server");
   server.proc.trackMemory();
-  const result = await runClient(["127.0.0.1", String(server.port), source], 120_000);
-  assert.deepEqual(result.code, 0, result.stderr);
+  await using client = spawnProgram("client", ["127.0.0.1", String(server.port), source]);
+  client.trackMemory(10);
+  const status = await client.wait(120_000);
+  assert.deepEqual(status.code, 0, client.stderr);
   assert.deepEqual(await sha256File(`${server.dir}/1.file`), await sha256File(source));
   await delay(100);
-  const peakMiB = server.proc.peakRssKiB / 1024;
-  assert(peakMiB > 0, "no RSS sample was taken");
-  assert(peakMiB < 150, `server peak RSS ${peakMiB.toFixed(1)} MiB`);
-  await Deno.remove(work, { recursive: true });
+  for (const [who, kib] of [["server", server.proc.peakRssKiB], ["client", client.peakRssKiB]] as const) {
+    assert.ok(kib > 0, `no RSS sample was taken of the ${who}`);
+    assert.ok(kib < 150 * 1024, `${who} peak RSS ${(kib / 1024).toFixed(1)} MiB`);
+  }
 });
 
 Deno.test("server: an upload idle for the timeout becomes exactly ERROR, partial data discarded", async () => {
