@@ -134,3 +134,23 @@ Deno.test("server-s: bad ports give ERROR: and a non-zero exit", async () => {
   assert.notEqual((await proc.wait(10_000)).code, 0);
   assert.match(proc.stderr, /^ERROR: missing argument/m);
 });
+
+Deno.test("server-s on SIGQUIT finishes the upload in progress, prints its count, exits 0", async () => {
+  await using server = await startServer("server-s");
+  const conn = await connect(server.port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, bytes("first part "));
+    server.proc.child.kill("SIGQUIT");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(!server.proc.exited, "server-s exited before the upload in progress finished");
+    await writeAll(conn, bytes("second part"));
+    await conn.closeWrite();
+    await readToEnd(conn);
+  } finally {
+    conn.close();
+  }
+  const status = await server.proc.wait(5_000);
+  assert.equal(status.code, 0);
+  assert.deepEqual(lines(server.proc.stdout), ["22"]);
+});
