@@ -55,7 +55,9 @@ export interface CommandSpec {
 
 /** The parsed command line. */
 export interface ParsedArgs {
+  /** Positional arguments, in order. */
   positionals: string[];
+  /** Option values by long name: a string, or `true` for a boolean option given. */
   values: Record<string, string | boolean | undefined>;
 }
 

@@ -80,6 +80,7 @@ export class IdleWatchdog {
   #last = performance.now();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
+  /** Starts watching: `onExpire` runs once `ms` pass without a {@link touch}. */
   constructor(ms: number, onExpire: () => void) {
     this.#ms = ms;
     this.#onExpire = onExpire;

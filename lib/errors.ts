@@ -19,6 +19,7 @@ export const EXIT_USAGE = 2;
 export class AccioError extends Error {
   /** The process exit code this error maps to. */
   readonly exitCode: number = EXIT_FAILURE;
+  /** `message` is what follows `ERROR: `; `options.cause` keeps the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;
@@ -27,6 +28,7 @@ export class AccioError extends Error {
 
 /** The command line is wrong: unknown option, missing argument, bad port. */
 export class UsageError extends AccioError {
+  /** Usage errors exit with {@link EXIT_USAGE}. */
   override readonly exitCode: number = EXIT_USAGE;
 }
 

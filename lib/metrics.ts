@@ -24,7 +24,7 @@ export class Metrics {
   #durationSum = 0;
   readonly #active: () => number;
 
-  /** @param active reads the number of connections in progress. */
+  /** Starts from zero; `active` reads the number of connections in progress when rendering. */
   constructor(active: () => number) {
     this.#active = active;
   }

@@ -40,6 +40,7 @@ export class ProgressBar {
   #sent = 0;
   readonly #encoder = new TextEncoder();
 
+  /** Draws on `out` (a terminal); `total` is the byte count to reach, when known. */
   constructor(out: { writeSync(data: Uint8Array): number }, total: number | undefined) {
     this.#out = out;
     this.#total = total;

@@ -20,6 +20,7 @@ export const SEND_CHUNK = 256 * 1024;
 
 /** Something the sender reads the file from; `Deno.FsFile` is one. */
 export interface ByteSource {
+  /** Reads into `buffer`; resolves with the byte count, or `null` at the end. */
   read(buffer: Uint8Array): Promise<number | null>;
 }
 

@@ -17,8 +17,11 @@ import { ConnectionError, TimeoutError } from "./errors.ts";
 
 /** The socket operations Accio needs: `Deno.Conn` has them all. */
 export interface Socket {
+  /** Reads into `buffer`; resolves with the byte count, or `null` at end of stream. */
   read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes some of `data`; resolves with how much was taken. */
   write(data: Uint8Array): Promise<number>;
+  /** Closes the socket; pending operations fail. */
   close(): void;
 }
 

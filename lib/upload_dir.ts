@@ -76,6 +76,7 @@ export interface OpenReport {
 
 /** The directory uploads are saved in. */
 export class UploadDirectory {
+  /** The directory's path, as given. */
   readonly path: string;
   #lastId: number;
   #creating: Promise<unknown> = Promise.resolve();

@@ -16,6 +16,7 @@ import { describeError, FileError } from "./errors.ts";
 
 /** An append-only JSON-lines file. */
 export class UploadLog {
+  /** The log file's path. */
   readonly path: string;
   readonly #file: Deno.FsFile;
   #queue: Promise<void> = Promise.resolve();
