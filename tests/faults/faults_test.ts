@@ -403,7 +403,7 @@ Deno.test("fault: slowloris — 1,000 trickling and idle peers beside a normal u
     verified,
     lost,
     crashes: 0,
-    note: `16 MiB upload x${factor.toFixed(2)} slower under load`,
+    note: `16 MiB upload under load took ${factor.toFixed(2)}x its time alone`,
   });
 });
 
