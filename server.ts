@@ -19,7 +19,8 @@ import { Metrics, serveMetrics } from "./lib/metrics.ts";
 import { UploadLog } from "./lib/upload_log.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
-import { AccioServer, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from "./lib/server.ts";
+import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
+import { AccioServer, DEFAULT_MAX_CONNECTIONS } from "./lib/server.ts";
 import { onStopSignals, surviveFileSizeLimit } from "./lib/signals.ts";
 
 const spec = {

@@ -13,10 +13,9 @@
  */
 import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
 import { describeError } from "./errors.ts";
-import type { ServerHandshakeMode } from "./handshake.ts";
+import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode } from "./handshake.ts";
 import { listenAll } from "./listen.ts";
 import { receiveUpload } from "./receiver.ts";
-import { DEFAULT_MAX_HEADER_BYTES } from "./server.ts";
 import { closeQuietly } from "./socket_io.ts";
 
 /** Settings of a {@link CountingServer}. */

@@ -30,6 +30,9 @@ export const CONFIRM_AGAIN: Uint8Array = ascii("confirm-accio-again\r\n");
 /** The empty line that ends the double handshake's header. */
 export const HEADER_END: Uint8Array = ascii("\r\n");
 
+/** Default limit on a double-handshake header after `confirm-accio\r\n`, in bytes. */
+export const DEFAULT_MAX_HEADER_BYTES = 8192;
+
 /** Which handshake a client uses. */
 export type ClientHandshakeMode = "single" | "double";
 /** Which handshakes a server accepts: `auto` detects each connection's. */

@@ -20,7 +20,7 @@ import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
 import { createHash } from "node:crypto";
 import { AccioError, describeError, ProtocolError } from "./errors.ts";
 import { parseHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
-import type { ServerHandshakeMode } from "./handshake.ts";
+import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode } from "./handshake.ts";
 import { formatAddress, listenAll } from "./listen.ts";
 import { type Received, receiveUpload } from "./receiver.ts";
 import { closeQuietly, writeAll } from "./socket_io.ts";
@@ -85,8 +85,6 @@ export interface UploadOutcome {
 
 /** Default for {@link ServerOptions.maxConnections}. */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
-/** Default for {@link ServerOptions.maxHeaderBytes}. */
-export const DEFAULT_MAX_HEADER_BYTES = 8192;
 
 const ACCEPT_RETRY_MS = 100;
 
@@ -94,6 +92,9 @@ interface Session {
   conn: Deno.Conn;
   abortReason?: string;
 }
+
+/** The settings that outlive start-up, defaults applied. */
+type Settings = Required<Omit<ServerOptions, "hostname" | "port" | "directory">>;
 
 /** A running Accio server. Create it with {@link AccioServer.start}. */
 export class AccioServer {
@@ -105,7 +106,7 @@ export class AccioServer {
   readonly finished: Promise<void>;
 
   readonly #listener: Deno.TcpListener;
-  readonly #options: Required<Omit<ServerOptions, "hostname">>;
+  readonly #options: Settings;
   readonly #sessions = new Set<Session>();
   #stopping = false;
   #wake: (() => void) | undefined;
@@ -116,7 +117,7 @@ export class AccioServer {
   private constructor(
     listener: Deno.TcpListener,
     directory: UploadDirectory,
-    options: Required<Omit<ServerOptions, "hostname">>,
+    options: Settings,
   ) {
     this.#listener = listener;
     this.addr = listener.addr;
@@ -135,8 +136,6 @@ export class AccioServer {
     const directory = await UploadDirectory.open(options.directory, report);
     const listener = listenAll(options.port, options.hostname);
     const settings = {
-      port: options.port,
-      directory: options.directory,
       idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_TIMEOUT_MS,
       handshake: options.handshake ?? "auto",
       maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
