@@ -13,7 +13,9 @@ import { closeQuietly } from "../lib/socket_io.ts";
 
 /** One upload to make. */
 export interface Job {
+  /** The server's port on 127.0.0.1. */
   port: number;
+  /** The file to send. */
   path: string;
 }
 
@@ -32,11 +34,21 @@ async function rawUpload({ port, path }: Job): Promise<void> {
   }
 }
 
+/** Reads the server's 7-byte greeting; fails if the server closes first. */
+async function readGreeting(conn: Deno.TcpConn, scratch: Uint8Array): Promise<void> {
+  for (let got = 0; got < 7;) {
+    const n = await conn.read(scratch.subarray(got, 7));
+    if (n === null) throw new Error("server closed before accio");
+    got += n;
+  }
+}
+
 /**
  * Uploads small in-memory contents as lean as a client can: connect, read the
  * 7-byte greeting, write, half-close, wait for the close. For many small
  * uploads, where the generator's own cost would otherwise dominate the two
- * cores it shares with the server under test.
+ * cores it shares with the server under test. Upload `i` sends
+ * `contents[i % contents.length]`.
  */
 export async function runSmallLoad(
   port: number,
@@ -52,11 +64,7 @@ export async function runSmallLoad(
       const content = contents[next++ % contents.length];
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       try {
-        for (let got = 0; got < 7;) {
-          const n = await conn.read(scratch.subarray(got, 7));
-          if (n === null) throw new Error("server closed before accio");
-          got += n;
-        }
+        await readGreeting(conn, scratch);
         for (let done = 0; done < content.length;) done += await conn.write(content.subarray(done));
         await conn.closeWrite();
         while ((await conn.read(scratch)) !== null) {
@@ -68,6 +76,19 @@ export async function runSmallLoad(
     }
   }));
   return performance.now() - started;
+}
+
+/**
+ * Opens `count` connections one after another, each kept once its greeting
+ * has arrived, into `conns` (so that the caller closes them, however this ends).
+ */
+export async function openIdleConnections(port: number, count: number, conns: Deno.TcpConn[]): Promise<void> {
+  const scratch = new Uint8Array(7);
+  while (conns.length < count) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conns.push(conn);
+    await readGreeting(conn, scratch);
+  }
 }
 
 /**
