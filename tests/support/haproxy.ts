@@ -108,7 +108,7 @@ export function ensureHaproxy(): Promise<HaproxyAvailability> {
  */
 export function skipWithoutHaproxy(found: HaproxyAvailability, what: string): boolean {
   if (found.available) return false;
-  console.error(
+  console.log(
     `SKIPPED: ${what}: could not install HAProxy (the Debian package "haproxy"): ${found.reason}`,
   );
   return true;
