@@ -105,6 +105,13 @@ export async function raceSwapper(
     assert.deepEqual(await Deno.readFile(copies[0]), data, `${copies[0]} differs from what was sent`);
   }
   assert.ok(sent.size > 0, "no upload succeeded while racing");
+  // Every connection that did not get ok left its number as ERROR: one file per connection.
+  // (An ERROR is published just after its connection closes: give that a bounded moment.)
+  const numberedNow = () => [...Deno.readDirSync(dir)].filter((e) => /^[0-9]+\.file$/.test(e.name));
+  await waitFor(() => numberedNow().length >= refused, 5_000, `${refused} ERROR files`).catch(() => {});
+  const numbered = numberedNow();
+  assert.equal(numbered.length, refused, "numbered files differ from the connections that failed");
+  for (const e of numbered) assert.equal(text(await Deno.readFile(`${dir}/${e.name}`)), "ERROR", e.name);
   return { ok: sent.size, refused, swaps: swapper.stdout.trim(), escaped: escaped.length };
 }
 
