@@ -135,7 +135,12 @@ export class HeldDirectory {
       if ((error as { code?: string }).code === "ENOTDIR") return "symlink";
       throw new FileError(`cannot open directory "${path}": ${describeError(error)}`);
     }
-    return new HeldDirectory(path, fd, await Deno.stat(this.#proc(fd)), this);
+    try {
+      return new HeldDirectory(path, fd, await Deno.stat(this.#proc(fd)), this);
+    } catch (error) {
+      closeDescriptor(fd);
+      throw new FileError(`cannot open directory "${path}": ${describeError(error)}`);
+    }
   }
 
   async #mkdir(at: string, path: string): Promise<void> {

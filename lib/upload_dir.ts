@@ -373,7 +373,7 @@ export class UploadFile {
    */
   async useName(segments: readonly string[]): Promise<string> {
     if (!this.#place.root) throw new FileError("named uploads are not enabled on this directory");
-    this.#target?.dir.close();
+    this.#target?.release();
     this.#target = await prepareNamedTarget(this.#place.root, segments);
     return this.#target.path;
   }
@@ -400,7 +400,7 @@ export class UploadFile {
       // Closing only releases the descriptor; a failure leaves nothing to undo.
     }
     this.#file = undefined;
-    this.#target?.dir.close();
+    this.#target?.release();
   }
 
   /**

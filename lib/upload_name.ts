@@ -19,7 +19,7 @@
  * const root = await HeldDirectory.openRoot("/save");
  * const target = await prepareNamedTarget(root, checkName("floor2/temp.csv")); // floor2/ created
  * console.log(target.path); // "/save/floor2/temp.csv"
- * target.dir.close();
+ * target.release();
  * ```
  * @module
  */
@@ -68,12 +68,14 @@ export function checkName(name: string): string[] {
 
 /** Where a named upload will be published: `leaf` inside the held directory `dir`. */
 export interface NamedTarget {
-  /** The directory the file goes in, held open until {@link NamedTarget.dir}`.close()`. */
+  /** The directory the file goes in, held open until {@link NamedTarget.release}. */
   dir: HeldDirectory;
   /** The file's name inside `dir`. */
   leaf: string;
   /** The full path, as the log shows it. */
   path: string;
+  /** Releases `dir` (never the root it came from). */
+  release(): void;
 }
 
 /**
@@ -107,7 +109,15 @@ export async function prepareNamedTarget(
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    return { dir, leaf, path: `${dir.path}/${leaf}` };
+    const held = dir;
+    return {
+      dir,
+      leaf,
+      path: `${dir.path}/${leaf}`,
+      release: () => {
+        if (held !== root) held.close();
+      },
+    };
   } catch (error) {
     if (dir !== root) dir.close();
     throw error;

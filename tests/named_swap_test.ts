@@ -6,7 +6,7 @@
  * match a file inside FILE-DIR with exactly the bytes sent.
  */
 import assert from "node:assert/strict";
-import { startServer, tempDir } from "./helpers.ts";
+import { bytes, rawDoubleUpload, startServer, tempDir, text } from "./helpers.ts";
 import { raceSwapper, startHeldServer } from "./swap_race.ts";
 
 Deno.test("named upload under a racing directory swapper (directories held open): nothing lands outside", async () => {
@@ -27,4 +27,19 @@ Deno.test("named upload under a racing directory swapper (the task's permissions
     `task permissions: ${counts.ok} ok, ${counts.refused} refused, ${counts.swaps} swaps, ` +
       `${counts.escaped} empty entries outside`,
   );
+});
+
+Deno.test("named upload with held directories: names in the root and below, one after another", async () => {
+  const dir = await tempDir();
+  const { proc, port } = await startHeldServer(dir);
+  await using _ = proc;
+  const names = ["top.csv", "second.csv", "a/b/c.csv", "third.csv", "a/b/d.csv", "a/e.csv"];
+  for (const name of names) {
+    const reply = await rawDoubleUpload(
+      port,
+      bytes(`confirm-accio-again\r\nname: ${name}\r\n\r\n${name} data`),
+    );
+    assert.equal(reply === "reset" ? reply : text(reply), "ok\r\n", name);
+  }
+  for (const name of names) assert.equal(await Deno.readTextFile(`${dir}/${name}`), `${name} data`);
 });
