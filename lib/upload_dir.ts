@@ -74,24 +74,23 @@ async function removeQuietly(path: string): Promise<void> {
 
 /**
  * Makes `temporary` visible as `final` as well, never replacing a file
- * already there. The temporary name stays (the caller removes it once it has
+ * already there (`shownAs` names `final` in the error). The temporary name stays (the caller removes it once it has
  * recorded the publication), except on a file system without hard links,
  * where it is renamed.
  */
-async function publish(temporary: string, final: string): Promise<"linked" | "renamed"> {
+async function publish(temporary: string, final: string, shownAs = final): Promise<"linked" | "renamed"> {
+  const taken = () => new FileError(`${shownAs} already exists; it was not overwritten`);
   try {
     await Deno.link(temporary, final);
     return "linked";
   } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) {
-      throw new FileError(`${final} already exists; it was not overwritten`);
-    }
+    if (error instanceof Deno.errors.AlreadyExists) throw taken();
     if (!(error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotSupported)) {
       throw error;
     }
   }
   // A file system without hard links: check, then rename (a narrow race, but no other way).
-  if (await exists(final)) throw new FileError(`${final} already exists; it was not overwritten`);
+  if (await exists(final)) throw taken();
   await Deno.rename(temporary, final);
   return "renamed";
 }
@@ -437,7 +436,7 @@ export class UploadFile {
       new FileError(`the directory of ${target.path} was moved or replaced during the upload`);
     if (!(await target.dir.isInside())) throw moved();
     const entry = target.dir.entry(target.leaf);
-    const how = await publish(this.#place.temporaryPath, entry);
+    const how = await publish(this.#place.temporaryPath, entry, target.path);
     const mine = await file.stat();
     const there = await Deno.lstat(entry).catch(() => undefined);
     const atEntry = there?.ino === mine.ino && there?.dev === mine.dev;
