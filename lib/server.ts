@@ -24,7 +24,7 @@ import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode } from "./handshake.
 import { formatAddress, listenAll } from "./listen.ts";
 import { type Received, receiveUpload } from "./receiver.ts";
 import { closeQuietly, writeAll } from "./socket_io.ts";
-import { checkName, prepareNamedPath } from "./upload_name.ts";
+import { checkName } from "./upload_name.ts";
 import { type OpenReport, UploadDirectory, type UploadFile, uploadFileName } from "./upload_dir.ts";
 
 /** Settings of an {@link AccioServer}. */
@@ -123,7 +123,7 @@ export class AccioServer {
     this.addr = listener.addr;
     this.directory = directory;
     this.#options = options;
-    this.finished = this.#acceptLoop();
+    this.finished = this.#acceptLoop().finally(() => directory.close());
   }
 
   /**
@@ -133,8 +133,14 @@ export class AccioServer {
    */
   static async start(options: ServerOptions): Promise<AccioServer> {
     const report: OpenReport = { recovered: [] };
-    const directory = await UploadDirectory.open(options.directory, report);
-    const listener = listenAll(options.port, options.hostname);
+    const directory = await UploadDirectory.open(options.directory, report, { names: options.allowNames });
+    let listener: Deno.TcpListener;
+    try {
+      listener = listenAll(options.port, options.hostname);
+    } catch (error) {
+      directory.close();
+      throw error;
+    }
     const settings = {
       idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_TIMEOUT_MS,
       handshake: options.handshake ?? "auto",
@@ -147,6 +153,7 @@ export class AccioServer {
       onUpload: options.onUpload ?? (() => {}),
       onLog: options.onLog ?? (() => {}),
     };
+    for (const note of report.notes ?? []) settings.onLog(note);
     if (report.recovered.length > 0) {
       settings.onLog(
         `recorded ERROR for uploads cut off by an earlier run: ${
@@ -294,7 +301,7 @@ export class AccioServer {
           headers = parseHeaders(lines);
           if (headers.name !== undefined) {
             if (!allowNames) throw new ProtocolError("named uploads are not enabled on this server");
-            file = await prepareNamedPath(this.directory.path, checkName(headers.name));
+            file = await upload.useName(checkName(headers.name));
           }
           if (headers.sha256 !== undefined) upload.hash ??= createHash("sha256");
         },
@@ -309,7 +316,7 @@ export class AccioServer {
       if (headers.sha256 !== undefined && headers.sha256 !== sha256) {
         throw new ProtocolError("SHA-256 of the received bytes differs from the one the client announced");
       }
-      await upload.commit(file);
+      await upload.commit();
       if (wantsReceipt) await this.#sendReceipt(conn, RECEIPT_OK);
       closeQuietly(conn);
       report("saved", received.bytes, { handshake: received.handshake, name: headers.name, sha256 });

@@ -1,12 +1,22 @@
 /**
- * The server's upload directory: numbering, temporary files, and the atomic
- * publication of each upload as `<N>.file` (complete data, or exactly `ERROR`).
+ * The server's upload directory: its lock, numbering, temporary files, the
+ * repair of what a killed server left, and the atomic publication of each
+ * upload as `<N>.file` (complete data, or exactly `ERROR`) or at its name.
  *
- * An upload is written to `.<N>.file.part` in the same directory and becomes
- * visible only when finished, by a hard link that fails rather than replace an
- * existing file. A server killed mid-upload leaves a `.part` file behind; the
- * next start turns it into an `ERROR` file for that number and continues after
- * the highest number present, so no upload is ever overwritten.
+ * An upload is written to `.<N>.file.part` in the directory and becomes
+ * visible only when finished, by a hard link that fails rather than replace
+ * an existing file; the `.part` name is removed after. Nothing stored is ever
+ * written again: `ERROR` is only ever written into an inode that has no other
+ * name (link count 1), and a new one is created when that does not hold.
+ *
+ * At start-up every entry is looked at without following links
+ * ({@link UploadDirectory.open}): `N.file` of any type holds number N; a
+ * `.N.file.part` that is a link or not a regular file is removed (the name
+ * only); one with other names (already published, at `N.file` or at a named
+ * path, or linked to a stored file) loses only its `.part` name; one with no
+ * other name is an upload cut off by a kill: its name is removed and, unless
+ * `N.file` exists, a fresh `N.file` = `ERROR` is made. Numbering continues
+ * after the highest number held.
  *
  * @example
  * ```ts
@@ -15,17 +25,25 @@
  * const upload = await dir.createNext();
  * await upload.write(new TextEncoder().encode("hello"));
  * await upload.commit(); // /save/1.file now holds "hello"
+ * dir.close();
  * ```
  * @module
  */
 import type { Hash } from "node:crypto";
+import { type DirectoryLock, lockDirectory } from "./dir_lock.ts";
 import { describeError, FileError } from "./errors.ts";
+import { HeldDirectory } from "./held_dir.ts";
+import { type NamedTarget, NUMBERED_NAME, prepareNamedTarget } from "./upload_name.ts";
 
 /** The exact content of a failed upload's file. */
 export const ERROR_CONTENT: Uint8Array = new TextEncoder().encode("ERROR");
 
-const FINAL_NAME = /^([0-9]+)\.file$/;
+/** The largest upload number handed out: beyond it numbers are no longer exact in JavaScript. */
+export const MAX_UPLOAD_NUMBER: number = Number.MAX_SAFE_INTEGER;
+
 const PART_NAME = /^\.([0-9]+)\.file\.part$/;
+/** The server's own scratch files (probe, ERROR records); a leftover is removed at start. */
+const SCRATCH_PREFIX = ".accio-";
 
 /** The name of upload `id`'s file. */
 export function uploadFileName(id: number): string {
@@ -46,53 +64,95 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+async function removeQuietly(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch {
+    // Already gone (or its directory is): nothing is left behind by this name.
+  }
+}
+
 /**
- * Makes `temporary` visible as `final` without ever replacing a file already
- * there, then removes the temporary name.
+ * Makes `temporary` visible as `final` as well, never replacing a file
+ * already there (`shownAs` names `final` in the error). The temporary name stays (the caller removes it once it has
+ * recorded the publication), except on a file system without hard links,
+ * where it is renamed.
  */
-async function publish(temporary: string, final: string): Promise<void> {
+async function publish(temporary: string, final: string, shownAs = final): Promise<"linked" | "renamed"> {
+  const taken = () => new FileError(`${shownAs} already exists; it was not overwritten`);
   try {
     await Deno.link(temporary, final);
+    return "linked";
   } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) {
-      throw new FileError(`${final} already exists; it was not overwritten`);
-    }
+    if (error instanceof Deno.errors.AlreadyExists) throw taken();
     if (!(error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotSupported)) {
       throw error;
     }
-    // A file system without hard links: check, then rename (a narrow race, but no other way).
-    if (await exists(final)) throw new FileError(`${final} already exists; it was not overwritten`);
-    await Deno.rename(temporary, final);
-    return;
   }
-  await Deno.remove(temporary);
+  // A file system without hard links: check, then rename (a narrow race, but no other way).
+  if (await exists(final)) throw taken();
+  await Deno.rename(temporary, final);
+  return "renamed";
+}
+
+/**
+ * Records upload `id` as `ERROR` in a brand-new file (created exclusively,
+ * so no existing inode is ever written), published without replacing.
+ */
+async function recordError(dir: string, id: number): Promise<void> {
+  const scratch = join(dir, `${SCRATCH_PREFIX}error-${id}-${crypto.randomUUID()}`);
+  await Deno.writeFile(scratch, ERROR_CONTENT, { createNew: true });
+  try {
+    await publish(scratch, join(dir, uploadFileName(id)));
+  } finally {
+    await removeQuietly(scratch);
+  }
 }
 
 /** What {@link UploadDirectory.open} found and repaired. */
 export interface OpenReport {
   /** Numbers of uploads cut off by an earlier run, now recorded as `ERROR`. */
   recovered: number[];
+  /** Things worth an operator's attention that did not stop the start (odd leftovers, modes). */
+  notes?: string[];
 }
 
-/** The directory uploads are saved in. */
+/** Options of {@link UploadDirectory.open}. */
+export interface OpenOptions {
+  /** Prepare for named uploads (holds the directory for {@link UploadFile.useName}). Default false. */
+  names?: boolean;
+}
+
+/** The directory uploads are saved in. Held (locked) until {@link UploadDirectory.close}. */
 export class UploadDirectory {
   /** The directory's path, as given. */
   readonly path: string;
   #lastId: number;
   #creating: Promise<unknown> = Promise.resolve();
+  readonly #lock: DirectoryLock;
+  readonly #root: HeldDirectory | undefined;
 
-  private constructor(path: string, lastId: number) {
+  private constructor(path: string, lastId: number, lock: DirectoryLock, root: HeldDirectory | undefined) {
     this.path = path;
     this.#lastId = lastId;
+    this.#lock = lock;
+    this.#root = root;
   }
 
   /**
-   * Checks that `path` is a writable directory, records leftover temporary
-   * files as `ERROR` uploads, and finds the highest upload number in use.
+   * Checks that `path` is a writable directory, takes its lock (one server
+   * per directory), repairs what an earlier run left, and finds the highest
+   * upload number in use.
    *
-   * @throws {FileError} when the directory is missing, not a directory, or not writable.
+   * @throws {FileError} when the directory is missing, not a directory, not
+   * writable, locked by another server, or holds a regular `N.file` above
+   * {@link MAX_UPLOAD_NUMBER} (numbering could not continue after it).
    */
-  static async open(path: string, report: OpenReport = { recovered: [] }): Promise<UploadDirectory> {
+  static async open(
+    path: string,
+    report: OpenReport = { recovered: [] },
+    options: OpenOptions = {},
+  ): Promise<UploadDirectory> {
     const problem = (what: string, error?: unknown) =>
       new FileError(`cannot use directory "${path}": ${what}${error ? `: ${describeError(error)}` : ""}`);
     let info: Deno.FileInfo;
@@ -104,37 +164,24 @@ export class UploadDirectory {
         : problem("cannot read it", error);
     }
     if (!info.isDirectory) throw problem("it is not a directory");
+    // Before anything is repaired: another server's temporary files are uploads in flight.
+    const lock = await lockDirectory(path);
+    let root: HeldDirectory | undefined;
     try {
-      const probe = await Deno.makeTempFile({ dir: path, prefix: ".accio-probe-" });
-      await Deno.remove(probe);
-    } catch (error) {
-      throw problem("it is not writable", error);
-    }
-    let lastId = 0;
-    const parts: number[] = [];
-    try {
-      for await (const entry of Deno.readDir(path)) {
-        const final = FINAL_NAME.exec(entry.name);
-        const part = PART_NAME.exec(entry.name);
-        if (final) lastId = Math.max(lastId, Number(final[1]));
-        if (part) parts.push(Number(part[1]));
+      try {
+        const probe = await Deno.makeTempFile({ dir: path, prefix: `${SCRATCH_PREFIX}probe-` });
+        await Deno.remove(probe);
+      } catch (error) {
+        throw problem("it is not writable", error);
       }
-      for (const id of parts) {
-        lastId = Math.max(lastId, id);
-        const temporary = join(path, `.${id}.file.part`);
-        const final = join(path, uploadFileName(id));
-        if (await exists(final)) {
-          await Deno.remove(temporary);
-        } else {
-          await Deno.writeFile(temporary, ERROR_CONTENT);
-          await publish(temporary, final);
-          report.recovered.push(id);
-        }
-      }
+      const lastId = await scanAndRepair(path, report, problem);
+      if (options.names) root = await holdRoot(path, report);
+      return new UploadDirectory(path, lastId, lock, root);
     } catch (error) {
-      throw problem("cannot list or repair it", error);
+      root?.close();
+      lock.release();
+      throw error;
     }
-    return new UploadDirectory(path, lastId);
   }
 
   /** The highest upload number handed out or found on disk. */
@@ -145,9 +192,10 @@ export class UploadDirectory {
   /**
    * Starts the next upload: creates its temporary file, then hands out its
    * number. A number is only ever given to an upload that has a file, so a
-   * failure here (descriptors or disk exhausted) leaves no gap in the record.
+   * failure here (descriptors or disk exhausted, no number left) leaves no
+   * gap in the record.
    *
-   * @throws {FileError} when the temporary file cannot be created.
+   * @throws {FileError} when the temporary file cannot be created, or every number is used.
    */
   createNext(): Promise<UploadFile> {
     // One creation at a time: the number is claimed only once its file exists.
@@ -157,6 +205,11 @@ export class UploadDirectory {
   }
 
   async #create(id: number): Promise<UploadFile> {
+    if (id > MAX_UPLOAD_NUMBER) {
+      throw new FileError(
+        `no upload number left: ${uploadFileName(MAX_UPLOAD_NUMBER)} is the largest this server hands out`,
+      );
+    }
     const temporary = join(this.path, `.${id}.file.part`);
     let file: Deno.FsFile;
     try {
@@ -165,26 +218,141 @@ export class UploadDirectory {
       throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
     }
     this.#lastId = Math.max(this.#lastId, id);
-    return new UploadFile(id, file, temporary, join(this.path, uploadFileName(id)));
+    return new UploadFile(id, file, { directory: this.path, temporaryPath: temporary, root: this.#root });
   }
+
+  /** Releases the directory's lock and held descriptor. Uploads still running keep their own. */
+  close(): void {
+    this.#root?.close();
+    this.#lock.release();
+  }
+}
+
+async function holdRoot(path: string, report: OpenReport): Promise<HeldDirectory> {
+  const root = await HeldDirectory.openRoot(path.replace(/(?<=.)\/+$/, ""));
+  if (!root.holdsDescriptors) {
+    (report.notes ??= []).push(
+      "named uploads: /proc/self/fd is not available (Deno opens it only with --allow-all), so directories " +
+        "are checked by path: a directory swapped by another local process is detected, not prevented",
+    );
+  }
+  return root;
+}
+
+type Problem = (what: string, error?: unknown) => FileError;
+
+/** Numbering and repair at start-up; returns the highest number held. */
+async function scanAndRepair(path: string, report: OpenReport, problem: Problem): Promise<number> {
+  let lastId = 0;
+  const parts: { name: string; id: bigint }[] = [];
+  const scratch: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(path)) {
+      const final = NUMBERED_NAME.exec(entry.name);
+      const part = PART_NAME.exec(entry.name);
+      if (final) lastId = Math.max(lastId, await numberHeld(path, entry.name, BigInt(final[1]), problem));
+      if (part) parts.push({ name: entry.name, id: BigInt(part[1]) });
+      if (entry.name.startsWith(SCRATCH_PREFIX)) scratch.push(entry.name);
+    }
+  } catch (error) {
+    if (error instanceof FileError) throw error;
+    throw problem("cannot list it", error);
+  }
+  for (const name of scratch) await removeLeftover(path, name, report);
+  for (const { name, id } of parts) {
+    if (id <= MAX_UPLOAD_NUMBER) lastId = Math.max(lastId, Number(id));
+    try {
+      if (await repairPart(path, name, id)) report.recovered.push(Number(id));
+    } catch (error) {
+      (report.notes ??= []).push(`could not repair ${name}: ${describeError(error)}`);
+    }
+  }
+  return lastId;
+}
+
+/**
+ * The number an entry `N.file` holds. Compared as a BigInt: above
+ * {@link MAX_UPLOAD_NUMBER}, `Number()` would round and numbering would stop
+ * advancing. A regular file up there stops the start (the server could not
+ * continue after it); anything else up there is ignored (never handed out,
+ * so it can never collide).
+ */
+async function numberHeld(path: string, name: string, id: bigint, problem: Problem): Promise<number> {
+  if (id <= MAX_UPLOAD_NUMBER) return Number(id);
+  const info = await Deno.lstat(join(path, name));
+  if (info.isFile) {
+    throw problem(
+      `it holds ${name}, numbered above ${MAX_UPLOAD_NUMBER}, the largest number this server can ` +
+        "continue after; move that file elsewhere to start",
+    );
+  }
+  return 0;
+}
+
+/** Removes the name `name` (a link itself, or an empty directory), never what it points to. */
+async function removeLeftover(path: string, name: string, report: OpenReport): Promise<void> {
+  try {
+    await Deno.remove(join(path, name));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      (report.notes ??= []).push(`left ${name} alone: ${describeError(error)}`);
+    }
+  }
+}
+
+/**
+ * Repairs one leftover `.N.file.part` by its actual name. Never opens it:
+ * only its name is removed. Returns whether `N.file` = `ERROR` was recorded.
+ */
+async function repairPart(path: string, name: string, id: bigint): Promise<boolean> {
+  const entry = join(path, name);
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(entry);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+  // A link, a directory, a FIFO: never ours, never followed; a non-empty directory stays (and throws).
+  await Deno.remove(entry);
+  // With another name it was already published (or is someone's stored file): nothing was cut off.
+  if (!info.isFile || (info.nlink ?? 1) > 1 || id > MAX_UPLOAD_NUMBER) return false;
+  if (await exists(join(path, uploadFileName(Number(id))))) return false;
+  await recordError(path, Number(id));
+  return true;
+}
+
+/** Where an {@link UploadFile} lives; given by {@link UploadDirectory.createNext}. */
+export interface UploadPlace {
+  /** The upload directory's path. */
+  directory: string;
+  /** The temporary file's path. */
+  temporaryPath: string;
+  /** The held upload directory, for named uploads. */
+  root?: HeldDirectory;
 }
 
 /** One upload in progress. Ends with exactly one of {@link commit} or {@link fail}. */
 export class UploadFile {
   /** The upload's number. */
   readonly id: number;
-  /** Where the upload becomes visible. */
+  /** Where the upload becomes visible, unless it is named. */
   readonly finalPath: string;
-  readonly #temporaryPath: string;
+  readonly #place: UploadPlace;
   #file: Deno.FsFile | undefined;
   #bytes = 0;
+  #target: NamedTarget | undefined;
+  /** Visible under its final name: from then on nothing may write this inode. */
+  #published = false;
+  /** The inode may have another name than the temporary one (a failed named publication). */
+  #detached = false;
 
   /** Use {@link UploadDirectory.createNext}. */
-  constructor(id: number, file: Deno.FsFile, temporaryPath: string, finalPath: string) {
+  constructor(id: number, file: Deno.FsFile, place: UploadPlace) {
     this.id = id;
     this.#file = file;
-    this.#temporaryPath = temporaryPath;
-    this.finalPath = finalPath;
+    this.#place = place;
+    this.finalPath = join(place.directory, uploadFileName(id));
   }
 
   /** Bytes written so far. */
@@ -195,6 +363,20 @@ export class UploadFile {
   /** When set, every byte written also goes into this hash (for verification and the log). */
   hash: Hash | undefined;
 
+  /**
+   * Makes this a named upload: creates and holds the directories of the
+   * checked name `segments` under the upload directory. Returns the path it
+   * will be stored at.
+   *
+   * @throws {ProtocolError} when the name is refused; {FileError} when its directories cannot be made.
+   */
+  async useName(segments: readonly string[]): Promise<string> {
+    if (!this.#place.root) throw new FileError("named uploads are not enabled on this directory");
+    this.#target?.release();
+    this.#target = await prepareNamedTarget(this.#place.root, segments);
+    return this.#target.path;
+  }
+
   /** Appends `chunk` to the temporary file. */
   async write(chunk: Uint8Array): Promise<void> {
     const file = this.#file;
@@ -203,65 +385,103 @@ export class UploadFile {
     try {
       for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
     } catch (error) {
-      throw new FileError(`cannot write ${this.#temporaryPath}: ${describeError(error)}`, { cause: error });
+      throw new FileError(`cannot write ${this.#place.temporaryPath}: ${describeError(error)}`, {
+        cause: error,
+      });
     }
     this.#bytes += chunk.length;
   }
 
-  #closeFile(): void {
+  #release(): void {
     try {
       this.#file?.close();
     } catch {
       // Closing only releases the descriptor; a failure leaves nothing to undo.
     }
     this.#file = undefined;
-  }
-
-  /** Flushes the data to disk and publishes it as the final file, or at `destination` instead. */
-  async commit(destination: string = this.finalPath): Promise<void> {
-    const file = this.#file;
-    if (!file) throw new FileError("upload already finished");
-    try {
-      await file.syncData();
-      this.#closeFile();
-      await publish(this.#temporaryPath, destination);
-    } catch (error) {
-      this.#closeFile();
-      if (error instanceof FileError) throw error;
-      throw new FileError(`cannot save ${this.finalPath}: ${describeError(error)}`, { cause: error });
-    }
+    this.#target?.release();
   }
 
   /**
-   * Discards the data and publishes `ERROR` instead. Never throws: when even
-   * that cannot be written (disk full, directory gone) the temporary file is
-   * removed and the returned reason says why, for the log.
+   * Flushes the data to disk and publishes it as `N.file`, or at its name.
+   * On failure the file stays open for {@link fail}.
+   */
+  async commit(): Promise<void> {
+    const file = this.#file;
+    if (!file || this.#published) throw new FileError("upload already finished");
+    try {
+      await file.syncData();
+      if (this.#target) await this.#publishNamed(file, this.#target);
+      else await publish(this.#place.temporaryPath, this.finalPath);
+    } catch (error) {
+      if (error instanceof FileError) throw error;
+      throw new FileError(`cannot save ${this.#target?.path ?? this.finalPath}: ${describeError(error)}`, {
+        cause: error,
+      });
+    }
+    this.#published = true;
+    // A leftover name here (its removal failed) has two links: the next start only removes it.
+    await removeQuietly(this.#place.temporaryPath);
+    this.#release();
+  }
+
+  /**
+   * Links the data into the held directory of its name, then checks that it
+   * landed there and that the directory is still inside the upload
+   * directory; if not, takes it back and empties the inode, so that no copy
+   * anywhere keeps the bytes.
+   */
+  async #publishNamed(file: Deno.FsFile, target: NamedTarget): Promise<void> {
+    const moved = () =>
+      new FileError(`the directory of ${target.path} was moved or replaced during the upload`);
+    if (!(await target.dir.isInside())) throw moved();
+    const entry = target.dir.entry(target.leaf);
+    const how = await publish(this.#place.temporaryPath, entry, target.path);
+    const mine = await file.stat();
+    const there = await Deno.lstat(entry).catch(() => undefined);
+    const atEntry = there?.ino === mine.ino && there?.dev === mine.dev;
+    if (atEntry && (how === "renamed" || mine.nlink === 2) && (await target.dir.isInside())) return;
+    this.#detached = true;
+    if (atEntry) await removeQuietly(entry);
+    await file.truncate(0);
+    throw moved();
+  }
+
+  /**
+   * Discards the data and publishes `ERROR` instead. Never throws, and never
+   * touches a file already published: when even `ERROR` cannot be written
+   * (disk full, directory gone) the temporary file is removed and the
+   * returned reason says why, for the log.
    */
   async fail(): Promise<string | undefined> {
+    if (this.#published) {
+      this.#release();
+      return `${this.#target?.path ?? this.finalPath} was already saved; it is left as it is`;
+    }
     const file = this.#file;
     try {
-      if (file) {
-        // Through the open handle: needs no new descriptor, so it works under EMFILE too.
-        // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
-        await file.truncate(0);
-        await file.seek(0, Deno.SeekMode.Start);
-        for (let done = 0; done < ERROR_CONTENT.length;) {
-          done += await file.write(ERROR_CONTENT.subarray(done));
-        }
-        this.#closeFile();
-      } else {
-        await Deno.writeFile(this.#temporaryPath, ERROR_CONTENT);
+      if (file && !this.#detached && (await file.stat()).nlink === 1) await this.#failInPlace(file);
+      else {
+        // This inode may be visible elsewhere: never write it; record ERROR in a new file.
+        await removeQuietly(this.#place.temporaryPath);
+        await recordError(this.#place.directory, this.id);
       }
-      await publish(this.#temporaryPath, this.finalPath);
       return undefined;
     } catch (error) {
-      this.#closeFile();
-      try {
-        await Deno.remove(this.#temporaryPath);
-      } catch {
-        // Already gone with its directory: nothing left behind.
-      }
+      await removeQuietly(this.#place.temporaryPath);
       return `could not record ERROR in ${this.finalPath}: ${describeError(error)}`;
+    } finally {
+      this.#release();
     }
+  }
+
+  /** Writes `ERROR` through the open handle (no new descriptor: works under EMFILE) and publishes it. */
+  async #failInPlace(file: Deno.FsFile): Promise<void> {
+    // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
+    await file.truncate(0);
+    await file.seek(0, Deno.SeekMode.Start);
+    for (let done = 0; done < ERROR_CONTENT.length;) done += await file.write(ERROR_CONTENT.subarray(done));
+    await publish(this.#place.temporaryPath, this.finalPath);
+    await removeQuietly(this.#place.temporaryPath);
   }
 }

@@ -5,24 +5,38 @@
  * Refused: empty names, absolute paths, `.`/`..` and any segment starting
  * with `.` (hidden files, and the server's own temporary files), empty
  * segments (`a//b`, a trailing `/`), backslashes, NUL and other control bytes,
- * names over 1024 bytes or segments over 255, a top-level `<N>.file` (those
- * names belong to numbered uploads), a path through a symbolic link or a
- * non-directory, and a name that already exists.
+ * names over 1024 bytes or segments over 255, a first segment `<N>.file`
+ * (leading zeros too: those names belong to numbered uploads, whether the
+ * name is `3.file` or `3.file/x`), a path through a symbolic link or a
+ * non-directory, and a name that already exists. Every name the server
+ * itself uses in the directory (`.N.file.part`, `.accio-*`) starts with a dot.
  *
  * @example
  * ```ts
- * import { checkName, prepareNamedPath } from "./upload_name.ts";
- * const segments = checkName("floor2/temp.csv");
- * const path = await prepareNamedPath("/save", segments); // "/save/floor2/temp.csv", floor2/ created
+ * import { checkName, prepareNamedTarget } from "./upload_name.ts";
+ * import { HeldDirectory } from "./held_dir.ts";
+ *
+ * const root = await HeldDirectory.openRoot("/save");
+ * const target = await prepareNamedTarget(root, checkName("floor2/temp.csv")); // floor2/ created
+ * console.log(target.path); // "/save/floor2/temp.csv"
+ * target.release();
  * ```
  * @module
  */
-import { describeError, FileError, ProtocolError } from "./errors.ts";
+import { ProtocolError } from "./errors.ts";
+import type { HeldDirectory } from "./held_dir.ts";
 
 /** Longest name accepted, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 1024;
 /** Longest path segment accepted, in UTF-8 bytes (the usual file-system limit). */
 export const MAX_SEGMENT_BYTES = 255;
+
+/**
+ * The names of numbered uploads, `<N>.file`; N may have leading zeros
+ * (`03.file` is number 3). Any entry of the upload directory with such a
+ * name holds its number.
+ */
+export const NUMBERED_NAME: RegExp = /^([0-9]+)\.file$/;
 
 const encoder = new TextEncoder();
 
@@ -47,48 +61,65 @@ export function checkName(name: string): string[] {
       throw refuse(`a segment is longer than ${MAX_SEGMENT_BYTES} bytes`);
     }
   }
-  if (segments.length === 1 && /^[0-9]+\.file$/.test(name)) throw refuse("numbered names are the server's");
+  // At any depth: a top-level directory "3.file" would take number 3's place (and 03.file counts as 3).
+  if (NUMBERED_NAME.test(segments[0])) throw refuse("numbered names are the server's");
   return segments;
 }
 
+/** Where a named upload will be published: `leaf` inside the held directory `dir`. */
+export interface NamedTarget {
+  /** The directory the file goes in, held open until {@link NamedTarget.release}. */
+  dir: HeldDirectory;
+  /** The file's name inside `dir`. */
+  leaf: string;
+  /** The full path, as the log shows it. */
+  path: string;
+  /** Releases `dir` (never the root it came from). */
+  release(): void;
+}
+
 /**
- * Creates the directories of a checked name under `root` (never through a
- * symbolic link) and returns the final path, which does not exist yet.
+ * Creates the directories of a checked name under `root`, one at a time and
+ * each relative to the one held before it (never through a symbolic link),
+ * and holds the last one. The name itself does not exist yet.
  *
  * @throws {ProtocolError} when the path goes through a link or a file, or the name exists.
- * @throws {FileError} when a directory cannot be created.
+ * @throws {FileError} when a directory cannot be created or opened.
  */
-export async function prepareNamedPath(root: string, segments: readonly string[]): Promise<string> {
-  const name = segments.join("/");
-  let path = root.replace(/\/+$/, "");
-  for (const segment of segments.slice(0, -1)) {
-    path = `${path}/${segment}`;
-    try {
-      await Deno.mkdir(path);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.AlreadyExists)) {
-        throw new FileError(`cannot create directory for "${name}": ${describeError(error)}`);
-      }
-    }
-    const info = await Deno.lstat(path);
-    if (info.isSymlink) {
-      throw new ProtocolError(`refused name ${JSON.stringify(name)}: goes through a symbolic link`);
-    }
-    if (!info.isDirectory) {
-      throw new ProtocolError(`refused name ${JSON.stringify(name)}: "${segment}" is not a directory`);
-    }
-  }
-  const final = `${path}/${segments.at(-1)}`;
-  // The parent must still resolve inside the root (a link swapped in after the check above).
-  const [realRoot, realParent] = await Promise.all([Deno.realPath(root), Deno.realPath(path)]);
-  if (realParent !== realRoot && !realParent.startsWith(realRoot + "/")) {
-    throw new ProtocolError(`refused name ${JSON.stringify(name)}: resolves outside the upload directory`);
-  }
+export async function prepareNamedTarget(
+  root: HeldDirectory,
+  segments: readonly string[],
+): Promise<NamedTarget> {
+  const refuse = (why: string) =>
+    new ProtocolError(`refused name ${JSON.stringify(segments.join("/"))}: ${why}`);
+  let dir = root;
   try {
-    await Deno.lstat(final);
-    throw new ProtocolError(`refused name ${JSON.stringify(name)}: already exists (never overwritten)`);
+    for (const segment of segments.slice(0, -1)) {
+      const child = await dir.child(segment, true);
+      if (child === "symlink") throw refuse("goes through a symbolic link");
+      if (child === "not-a-directory") throw refuse(`"${segment}" is not a directory`);
+      if (dir !== root) dir.close();
+      dir = child;
+    }
+    if (!(await dir.isInside())) throw refuse("resolves outside the upload directory");
+    const leaf = segments.at(-1)!;
+    try {
+      await Deno.lstat(dir.entry(leaf));
+      throw refuse("already exists (never overwritten)");
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    const held = dir;
+    return {
+      dir,
+      leaf,
+      path: `${dir.path}/${leaf}`,
+      release: () => {
+        if (held !== root) held.close();
+      },
+    };
   } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    if (dir !== root) dir.close();
+    throw error;
   }
-  return final;
 }

@@ -109,6 +109,30 @@ Deno.test("named upload: 21 hostile names are refused, nothing is written outsid
   );
 });
 
+Deno.test("named upload: a top-level segment that is a numbered name is refused at any depth", async () => {
+  const dir = await tempDir();
+  await using server = await startServer("server", { dir, extra: ["--names"] });
+  const squatters = ["3.file/x", "4.file/deep/y", "05.file/z", "6.file", "0.file/w"];
+  for (const name of squatters) {
+    const reply = await rawHeaderUpload(server.port, [bytes(`name: ${name}`)], bytes(`squat ${name}`));
+    assert.match(reply, /^error refused name .*numbered names are the server's/, `${name}: ${reply}`);
+  }
+  // Connections 6-8 are plain numbered uploads: none may be lost to a squatted name.
+  for (let n = 6; n <= 8; n++) {
+    assert.equal(await rawHeaderUpload(server.port, [bytes("length: 6")], bytes(`conn ${n}`)), "ok\r\n");
+  }
+  assert.equal(await rawHeaderUpload(server.port, [bytes("name: sub/3.file")], bytes("deeper")), "ok\r\n");
+  await waitForFile(dir, 8);
+  for (let n = 1; n <= 5; n++) assert.equal(await Deno.readTextFile(`${dir}/${n}.file`), "ERROR");
+  for (let n = 6; n <= 8; n++) assert.equal(await Deno.readTextFile(`${dir}/${n}.file`), `conn ${n}`);
+  assert.equal(await Deno.readTextFile(`${dir}/sub/3.file`), "deeper");
+  for (const entry of await listDir(dir)) {
+    if (/^[0-9]+\.file$/.test(entry)) {
+      assert.ok((await Deno.lstat(`${dir}/${entry}`)).isFile, `${entry} is not a file`);
+    }
+  }
+});
+
 Deno.test("named upload: a server without --names refuses the name header", async () => {
   await using server = await startServer("server", { extra: ["--headers"] });
   const path = await fileWith("x");

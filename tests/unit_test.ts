@@ -62,7 +62,22 @@ Deno.test("checkName splits good names and refuses escapes", () => {
   assert.deepEqual(checkName("7.file.csv"), ["7.file.csv"]);
   assert.deepEqual(checkName("sub/7.file"), ["sub", "7.file"]);
   for (
-    const bad of ["", "/a", "../a", "a/../b", "a/.", ".a", "a//b", "a/", "a\\b", "a\x00b", "a\nb", "7.file"]
+    const bad of [
+      "",
+      "/a",
+      "../a",
+      "a/../b",
+      "a/.",
+      ".a",
+      "a//b",
+      "a/",
+      "a\\b",
+      "a\x00b",
+      "a\nb",
+      "7.file",
+      "7.file/x",
+      "007.file/y/z",
+    ]
   ) {
     assert.throws(() => checkName(bad), ProtocolError, JSON.stringify(bad));
   }

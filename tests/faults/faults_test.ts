@@ -33,6 +33,8 @@ import {
   uniqueContent,
   verify,
 } from "./harness.ts";
+import { freePort, spawnProgram } from "../helpers.ts";
+import { raceSwapper, startHeldServer } from "../swap_race.ts";
 
 const canUnshare = await canUnshareMounts();
 
@@ -495,6 +497,137 @@ for (const signal of ["SIGTERM", "SIGQUIT"] as const) {
     });
   });
 }
+
+/** The numbered files from `first` on must be exactly `contents`, in order. */
+async function assertNumbered(dir: string, first: number, contents: Uint8Array[]): Promise<number> {
+  let verified = 0;
+  for (const [i, content] of contents.entries()) {
+    assert.deepEqual(await Deno.readFile(`${dir}/${first + i}.file`), content, `${first + i}.file`);
+    verified++;
+  }
+  return verified;
+}
+
+Deno.test("fault: restart over hostile leftovers (links, hard links, FIFOs, odd names, huge numbers)", async () => {
+  const dir = await tempDir();
+  const outside = await tempDir();
+  await Deno.writeTextFile(`${outside}/precious`, "outside");
+  await Deno.writeTextFile(`${dir}/1.file`, "stored one");
+  await Deno.mkdir(`${dir}/sub`);
+  await Deno.writeTextFile(`${dir}/sub/named.csv`, "published named upload");
+  await Deno.symlink(`${outside}/precious`, `${dir}/.2.file.part`); // 1: a link to outside
+  await Deno.link(`${dir}/1.file`, `${dir}/.3.file.part`); // 2: linked to a stored file
+  await Deno.link(`${dir}/sub/named.csv`, `${dir}/.4.file.part`); // 3: killed between link and unlink
+  await Deno.writeTextFile(`${dir}/.05.file.part`, "cut off"); // 4: an odd name, cut off
+  assert.ok((await new Deno.Command("mkfifo", { args: [`${dir}/.6.file.part`] }).output()).success); // 5
+  await Deno.mkdir(`${dir}/.7.file.part`); // 6: a directory
+  await Deno.mkdir(`${dir}/99999999999999999999.file`); // 7: a huge number, not a file
+  await Deno.writeTextFile(`${dir}/.accio-probe-left`, ""); // 8: a scratch file of a killed server
+  const contents = Array.from({ length: 10 }, (_, i) => uniqueContent(`after-hostile-${i}`, 10_000));
+  for (let start = 0; start < 2; start++) {
+    await using server = await startServer("server", { dir });
+    for (const content of contents.slice(start * 5, start * 5 + 5)) {
+      assert.ok(await cleanUpload(server.port, content));
+    }
+  }
+  assert.equal(await Deno.readTextFile(`${outside}/precious`), "outside");
+  assert.equal(await Deno.readTextFile(`${dir}/sub/named.csv`), "published named upload");
+  assert.equal(await Deno.readTextFile(`${dir}/5.file`), "ERROR");
+  assert.equal(await Deno.readTextFile(`${dir}/1.file`), "stored one");
+  const verified = await assertNumbered(dir, 8, contents);
+  const left = (await listDir(dir)).filter((n) => n.startsWith("."));
+  assert.deepEqual(left, [], "leftovers not cleaned up");
+  record({
+    scenario: "restart over hostile leftovers",
+    connections: 10,
+    faults: 8,
+    verified,
+    lost: 0,
+    crashes: 0,
+  });
+});
+
+Deno.test("fault: a second server on the same directory while uploads are in flight", async () => {
+  await using first = await startServer("server");
+  const attempts: Attempt[] = [];
+  const uploads = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+    const content = uniqueContent(`first-server-${i}`, 50_000);
+    attempts.push({ content, expect: "clean" });
+    return { content, upload: await openUpload(first.port, content.subarray(0, 20_000)) };
+  }));
+  await waitFor(async () => (await listDir(first.dir)).length === 10, 5_000, "10 uploads in flight");
+  const second = spawnProgram("server", [String(freePort()), first.dir]);
+  const status = await second.wait(15_000);
+  assert.notEqual(status.code, 0, "a second server started on the same directory");
+  assert.match(second.stderr, /^ERROR: cannot use directory ".*": another server is using it/m);
+  const done = await Promise.all(uploads.map((u) => u.upload.finish(u.content.subarray(20_000))));
+  assert.ok(done.every(Boolean), "an upload of the first server failed");
+  const { verified, lost } = await verify(first.dir, attempts, new Map());
+  assert.equal(lost, 0);
+  record({
+    scenario: "second server on one directory",
+    connections: 10,
+    faults: 1,
+    verified,
+    lost,
+    crashes: 0,
+  });
+});
+
+Deno.test("fault: numbered names squatted by named uploads, numbers near 2^53", async () => {
+  const dir = await tempDir();
+  await Deno.mkdir(`${dir}/${Number.MAX_SAFE_INTEGER - 6}.file`);
+  await using server = await startServer("server", { dir, extra: ["--names"] });
+  const first = Number.MAX_SAFE_INTEGER - 5;
+  const contents: Uint8Array[] = [];
+  for (const name of [`${first + 1}.file/x`, `0${first + 2}.file`, `${first + 3}.file/a/b`]) {
+    const conn = await connect(server.port);
+    await readExactly(conn, 7);
+    await writeAll(conn, new TextEncoder().encode(`confirm-accio\r\n`));
+    await readExactly(conn, 7);
+    await writeAll(conn, new TextEncoder().encode(`confirm-accio-again\r\nname: ${name}\r\n\r\nsquat`));
+    await conn.closeWrite();
+    await readToEnd(conn, 10_000).catch(() => {});
+    conn.close();
+    contents.push(new TextEncoder().encode("ERROR"));
+  }
+  for (let n = first + 3; n <= Number.MAX_SAFE_INTEGER; n++) {
+    const content = uniqueContent(`numbered-${n}`, 5_000);
+    assert.ok(await cleanUpload(server.port, content));
+    contents.push(content);
+  }
+  // Every number is used: the next connection is refused before accio\r\n, and no upload is lost.
+  const refused = await connect(server.port);
+  const got = await readToEnd(refused, 5_000);
+  refused.close();
+  assert.ok(got === "reset" || got.length === 0, "a number above 2^53 - 1 was handed out");
+  const verified = await assertNumbered(dir, first, contents);
+  record({
+    scenario: "squatted numbers, numbers near 2^53",
+    connections: contents.length + 1,
+    faults: 4,
+    verified,
+    lost: 0,
+    crashes: 0,
+    note: "no number above 2^53 - 1 handed out",
+  });
+});
+
+Deno.test("fault: named uploads while another process swaps their directory for a link", async () => {
+  const dir = await tempDir();
+  const { proc, port } = await startHeldServer(dir);
+  await using _ = proc;
+  const counts = await raceSwapper(port, dir, true, 3);
+  record({
+    scenario: "directory swapped for a link (held)",
+    connections: counts.ok + counts.refused,
+    faults: Number(counts.swaps),
+    verified: counts.ok + counts.refused,
+    lost: 0,
+    crashes: 0,
+    note: `--allow-all; ${counts.ok} stored at their name, the rest refused; 0 entries outside`,
+  });
+});
 
 Deno.test("fault suite summary", () => {
   console.log(`\n${summaryTable()}\n`);

@@ -1,0 +1,59 @@
+/**
+ * An exclusive lock on a directory, so that two servers never share one
+ * upload directory (each would number, repair and publish over the other's
+ * uploads).
+ *
+ * The lock is `flock(2)` on the directory itself, not on a lock file: nothing
+ * is added to the directory, the same directory reached by another path or a
+ * symbolic link is the same lock, and the kernel releases it when the process
+ * ends in any way, `kill -9` included.
+ *
+ * @example
+ * ```ts
+ * import { lockDirectory } from "./dir_lock.ts";
+ * const lock = await lockDirectory("/save"); // throws if another server holds it
+ * lock.release();
+ * ```
+ * @module
+ */
+import { describeError, FileError } from "./errors.ts";
+
+/** A held directory lock. */
+export interface DirectoryLock {
+  /** Releases the lock (idempotent). */
+  release(): void;
+}
+
+/**
+ * Takes the exclusive lock on `path`, without waiting.
+ *
+ * @throws {FileError} when another process holds it, or the directory cannot be opened or locked.
+ */
+export async function lockDirectory(path: string): Promise<DirectoryLock> {
+  const problem = (what: string) => new FileError(`cannot use directory "${path}": ${what}`);
+  let handle: Deno.FsFile;
+  try {
+    handle = await Deno.open(path, { read: true });
+  } catch (error) {
+    throw problem(`cannot open it: ${describeError(error)}`);
+  }
+  let locked: boolean;
+  try {
+    locked = await handle.tryLock(true);
+  } catch (error) {
+    handle.close();
+    throw problem(`cannot lock it: ${describeError(error)}`);
+  }
+  if (!locked) {
+    handle.close();
+    throw problem("another server is using it (it is locked); stop that one first");
+  }
+  let held = true;
+  return {
+    release() {
+      if (!held) return;
+      held = false;
+      handle.close(); // closing the last descriptor releases the flock
+    },
+  };
+}
