@@ -1,7 +1,18 @@
 /**
- * One upload from the client's side: open the file, connect, wait for the
- * whole `accio\r\n`, stream the file, half-close, and take the server's close
- * as the receipt.
+ * One upload from the client's side: check the name, open the file, connect,
+ * wait for the whole `accio\r\n`, stream the file while watching what the
+ * server says, half-close, and take the server's clean close as the receipt.
+ *
+ * The client half-closes (FIN) only after the whole file was sent. Every
+ * failure before that point, and an abort through `signal`, ends the
+ * connection with a reset instead, so the server records `ERROR` and never
+ * keeps a truncated file. Any byte from the server after the handshake in the
+ * default protocol, or a reset at any time, is a failure (see `reply.ts`).
+ *
+ * A default client (no handshake chosen) whose file begins `confirm-accio\r\n`
+ * uses the double handshake without header lines: a server in `auto` mode
+ * would otherwise take those bytes for the start of a double handshake. An
+ * explicit `single` handshake with such a file is refused before connecting.
  *
  * @example
  * ```ts
@@ -10,14 +21,25 @@
  * ```
  * @module
  */
+import { settlesWithin } from "./abortable.ts";
 import { connectWithin } from "./connect.ts";
-import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
-import { createHash } from "node:crypto";
-import { describeError, FileError, ProtocolError, RefusedError } from "./errors.ts";
-import { clientHandshake, type ClientHandshakeMode, showBytes } from "./handshake.ts";
-import { formatHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
+import { DEFAULT_TIMEOUT_MS, formatSeconds, withDeadline } from "./deadline.ts";
+import {
+  ConnectionError,
+  describeError,
+  FileError,
+  InterruptedError,
+  TimeoutError,
+  UsageError,
+} from "./errors.ts";
+import { clientHandshake, type ClientHandshakeMode, CONFIRM } from "./handshake.ts";
+import { formatHeaders, type UploadHeaders } from "./headers.ts";
+import { judgeReply, ReplyWatcher } from "./reply.ts";
 import { sendStream } from "./sender.ts";
-import { closeQuietly, connectionFailure, readWithin } from "./socket_io.ts";
+import { closeQuietly, connectionFailure } from "./socket_io.ts";
+import type { TcpSocket } from "./tcp_socket.ts";
+import { fileSha256, openSource, type UploadSource } from "./upload_source.ts";
+import { checkName } from "./upload_name.ts";
 
 /** Settings of {@link upload}. */
 export interface UploadOptions {
@@ -27,20 +49,31 @@ export interface UploadOptions {
   port: number;
   /** File to send. */
   path: string;
-  /** Handshake to use. Default `single`. */
+  /**
+   * Handshake to use. Default: `single`, or `double` for a file that begins
+   * `confirm-accio\r\n`; `single` with such a file is refused.
+   */
   handshake?: ClientHandshakeMode;
   /**
-   * Longest wait for each step that needs the server: connecting, each
-   * `accio\r\n`, each write into a full send buffer, and the final close; in ms.
-   * Default 10 000.
+   * Longest wait for each step that needs the server, each as a whole:
+   * connecting, each `accio\r\n`, each write into a full send buffer, and the
+   * final receipt; in ms. Default 10 000.
    */
   timeoutMs?: number;
   /** Called as bytes go out, with the total sent and the file's size (when known). */
   onProgress?: (sentBytes: number, totalBytes: number | undefined) => void;
+  /** Called while `verify` hashes the file, with the bytes hashed and the file's size. */
+  onHashProgress?: (hashedBytes: number, totalBytes: number) => void;
   /** Ask the server to store the file at this relative path (header extension; implies double). */
   name?: string;
   /** Send the file's length and SHA-256 and require the server's `ok` (header extension; implies double). */
   verify?: boolean;
+  /**
+   * Aborts the upload (with a reset, once connected) when it fires; `upload`
+   * then rejects with an {@link InterruptedError} built from the reason: an
+   * `InterruptedError` whose message names the signal, e.g. "interrupted by SIGINT".
+   */
+  signal?: AbortSignal;
 }
 
 /** A delivered upload. */
@@ -49,115 +82,195 @@ export interface UploadResult {
   bytes: number;
 }
 
-async function openFile(path: string): Promise<{ file: Deno.FsFile; size: number | undefined }> {
-  let file: Deno.FsFile;
+/** How far an upload got: what an interruption leaves behind depends on it. */
+type Stage = "preparing" | "sending" | "sent";
+
+const AFTERMATH: Record<Stage, string> = {
+  preparing: "stopped before connecting; nothing was sent",
+  sending: "upload aborted with a reset, so the server records it as ERROR",
+  sent: "the whole file was sent but not yet confirmed by the server; it may have been stored",
+};
+
+/** Refuses, before connecting, a name the server would refuse (control bytes, `..`, absolute paths...). */
+function refuseBadName(name: string): void {
   try {
-    file = await Deno.open(path, { read: true });
+    checkName(name);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound ? "no such file" : describeError(error);
-    throw new FileError(`cannot open "${path}": ${reason}`, { cause: error });
+    throw new UsageError(`${describeError(error)} (the server would refuse it; nothing was sent)`);
   }
-  const info = await file.stat();
-  if (info.isDirectory) {
-    file.close();
-    throw new FileError(`cannot send "${path}": it is a directory`);
-  }
-  return { file, size: info.isFile ? info.size : undefined };
 }
 
-/**
- * Waits for the server to close the connection after our half-close: its
- * close is the receipt. A server answering header extensions sends one line
- * first, `ok` or `error <reason>`.
- */
-async function awaitReceipt(conn: Deno.TcpConn, timeoutMs: number, expectLine: boolean): Promise<void> {
-  const received = await readReply(conn, timeoutMs);
-  if (!expectLine) return; // the default protocol has the server send nothing: any bytes are ignored
-  const line = new TextDecoder().decode(received).split("\r\n")[0];
-  if (line === RECEIPT_OK) return;
-  if (line.startsWith("error ")) throw new RefusedError(`server refused the upload: ${line.slice(6)}`);
-  throw new ProtocolError(
-    line === ""
-      ? "server closed without a receipt; does it accept header extensions (server --headers or --names)?"
-      : `server sent ${showBytes(received)} instead of a receipt`,
-  );
+/** Why the sender stopped when the server spoke first; replaced by what the server said. */
+const SERVER_SPOKE = new ConnectionError("the server spoke while the file was being sent");
+
+function startsWithConfirm(head: Uint8Array): boolean {
+  return head.length === CONFIRM.length && head.every((byte, i) => byte === CONFIRM[i]);
 }
 
-/** Reads what the server sends until it closes; keeps the first 4 KiB. */
-async function readReply(conn: Deno.TcpConn, timeoutMs: number): Promise<Uint8Array> {
-  const kept = new Uint8Array(4096);
-  const discard = new Uint8Array(4096);
-  let length = 0;
-  try {
-    for (;;) {
-      const target = length < kept.length ? kept.subarray(length) : discard;
-      const n = await readWithin(conn, target, timeoutMs, "the server to confirm by closing");
-      if (n === null) return kept.slice(0, length);
-      if (target !== discard) length += n;
+/** One upload in progress. */
+class Upload {
+  readonly #options: UploadOptions;
+  readonly #timeoutMs: number;
+  #socket: TcpSocket | undefined;
+  #stage: Stage = "preparing";
+  #interruptedAt: Stage | undefined;
+
+  constructor(options: UploadOptions) {
+    this.#options = options;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /** Aborts now: resets the connection, if any, at once. */
+  interrupt(): void {
+    this.#interruptedAt ??= this.#stage;
+    this.#socket?.reset();
+  }
+
+  /** The error an interruption with `reason` ends the upload with. */
+  interruption(reason: unknown): InterruptedError {
+    const code = reason instanceof InterruptedError ? reason.exitCode : 130;
+    const where = AFTERMATH[this.#interruptedAt ?? this.#stage];
+    return new InterruptedError(`${describeError(reason)}: ${where}`, code, { cause: reason });
+  }
+
+  async run(): Promise<UploadResult> {
+    const options = this.#options;
+    if (options.name !== undefined) refuseBadName(options.name);
+    const source = await openSource(options.path, CONFIRM.length);
+    try {
+      const { mode, headerLines } = await this.#plan(source);
+      if (this.#interruptedAt) throw new Error("interrupted");
+      const socket = await connectWithin(options.hostname, options.port, this.#timeoutMs);
+      this.#socket = socket;
+      this.#stage = "sending";
+      if (this.#interruptedAt) socket.reset();
+      try {
+        await clientHandshake(socket, { mode, timeoutMs: this.#timeoutMs, headerLines });
+        const reply = new ReplyWatcher(socket, headerLines.length > 0);
+        const bytes = await this.#send(socket, source, reply, headerLines.length > 0);
+        this.#stage = "sent";
+        await this.#confirm(reply, headerLines.length > 0);
+        return { bytes };
+      } finally {
+        closeQuietly(socket); // a reset unless the whole file went out
+      }
+    } finally {
+      source.close();
     }
-  } catch (error) {
-    throw connectionFailure(error, "before confirming the upload");
   }
-}
 
-/** SHA-256 of a file, streamed. */
-async function fileSha256(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  try {
-    using file = await Deno.open(path);
-    for await (const chunk of file.readable) hash.update(chunk);
-  } catch (error) {
-    throw new FileError(`cannot read "${path}": ${describeError(error)}`, { cause: error });
-  }
-  return hash.digest("hex");
-}
-
-/**
- * Uploads one file and resolves once the server has confirmed it by closing
- * the connection.
- *
- * @throws {FileError} {ConnectionError} {TimeoutError} {ProtocolError} {RefusedError}
- */
-export async function upload(options: UploadOptions): Promise<UploadResult> {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const { file, size } = await openFile(options.path);
-  try {
-    const headers: UploadHeaders = { name: options.name };
-    if (options.verify) {
-      if (size === undefined) throw new FileError(`cannot verify "${options.path}": not a regular file`);
+  /** The handshake and header lines for this file. */
+  async #plan(source: UploadSource): Promise<{ mode: ClientHandshakeMode; headerLines: string[] }> {
+    const { path, verify, name, handshake } = this.#options;
+    const headers: UploadHeaders = { name };
+    if (verify) {
+      const size = source.size;
+      if (size === undefined) throw new FileError(`cannot verify "${path}": not a regular file`);
       headers.length = size;
-      headers.sha256 = await fileSha256(options.path);
+      headers.sha256 = await fileSha256(path, {
+        onProgress: (hashed) => this.#options.onHashProgress?.(hashed, size),
+        signal: this.#options.signal,
+      });
     }
     const headerLines = formatHeaders(headers);
-    const mode = headerLines.length > 0 ? "double" : options.handshake ?? "single";
-    const conn = await connectWithin(options.hostname, options.port, timeoutMs);
-    try {
-      await clientHandshake(conn, { mode, timeoutMs, headerLines });
-      options.onProgress?.(0, size);
-      let bytes: number;
-      try {
-        bytes = await sendStream(conn, file, {
-          timeoutMs,
-          sizeHint: size,
-          onProgress: (sent) => options.onProgress?.(sent, size),
-        });
-        await conn.closeWrite().catch((error) => {
-          throw connectionFailure(error, "while finishing the upload");
-        });
-      } catch (error) {
-        // A server that refuses a named or verified upload says why before it closes.
-        if (headerLines.length > 0 && !(error instanceof FileError)) {
-          const refusal = await awaitReceipt(conn, 1_000, true).then(() => undefined, (e) => e);
-          if (refusal instanceof RefusedError) throw refusal;
-        }
-        throw error;
-      }
-      await awaitReceipt(conn, timeoutMs, headerLines.length > 0);
-      return { bytes };
-    } finally {
-      closeQuietly(conn);
+    if (headerLines.length > 0) return { mode: "double", headerLines };
+    if (!startsWithConfirm(source.head)) return { mode: handshake ?? "single", headerLines };
+    if (handshake === "single") {
+      throw new UsageError(
+        `cannot send "${path}" with --handshake single: it begins with "confirm-accio\\r\\n", which a server ` +
+          `detecting the handshake takes for a double handshake; use --handshake double ` +
+          `(or no --handshake: the client then picks double for such a file)`,
+      );
     }
+    return { mode: "double", headerLines };
+  }
+
+  /** Streams the file and half-closes; stops at once when the server speaks first. */
+  async #send(
+    socket: TcpSocket,
+    source: UploadSource,
+    reply: ReplyWatcher,
+    receipt: boolean,
+  ): Promise<number> {
+    const { onProgress } = this.#options;
+    const stop = new AbortController();
+    reply.spoke.then(() => stop.abort(SERVER_SPOKE));
+    onProgress?.(0, source.size);
+    try {
+      const bytes = await sendStream(socket, source, {
+        timeoutMs: this.#timeoutMs,
+        sizeHint: source.size,
+        onProgress: (sent) => onProgress?.(sent, source.size),
+        signal: stop.signal,
+      });
+      if (stop.signal.aborted) throw SERVER_SPOKE;
+      await withDeadline(
+        socket.closeWrite(),
+        this.#timeoutMs,
+        () => new TimeoutError(`could not finish the upload within ${formatSeconds(this.#timeoutMs)}`),
+      ).catch((error) => {
+        throw connectionFailure(error, "while finishing the upload");
+      });
+      return bytes;
+    } catch (error) {
+      throw await this.#sendFailure(error, reply, receipt, error === SERVER_SPOKE);
+    }
+  }
+
+  /**
+   * The error a failed send ends with. The server's own words win: after it
+   * spoke, and also when the send failed first (its reset can overtake the
+   * line it sent just before).
+   */
+  async #sendFailure(
+    error: unknown,
+    reply: ReplyWatcher,
+    receipt: boolean,
+    spoke: boolean,
+  ): Promise<unknown> {
+    if (error instanceof FileError || this.#interruptedAt) return error;
+    const waitMs = spoke ? this.#timeoutMs : Math.min(this.#timeoutMs, 1_000);
+    const settled = await settlesWithin(reply.done, waitMs);
+    const { state } = reply;
+    if (!spoke && state.bytes.length === 0) return error;
+    const judged = judgeReply(state, { receipt, finished: false, timedOutMs: settled ? undefined : waitMs });
+    return judged ?? error;
+  }
+
+  /** Waits, as a whole within the timeout, for the server's receipt: its clean close, or `ok` and the close. */
+  async #confirm(reply: ReplyWatcher, receipt: boolean): Promise<void> {
+    const settled = await settlesWithin(reply.done, this.#timeoutMs);
+    const failure = judgeReply(reply.state, {
+      receipt,
+      finished: true,
+      timedOutMs: settled ? undefined : this.#timeoutMs,
+    });
+    if (failure) throw failure;
+  }
+}
+
+/**
+ * Uploads one file and resolves once the server has confirmed it.
+ *
+ * @throws {FileError} {ConnectionError} {TimeoutError} {ProtocolError} {RefusedError} {UsageError}
+ * @throws {InterruptedError} when `signal` aborts.
+ */
+export async function upload(options: UploadOptions): Promise<UploadResult> {
+  const run = new Upload(options);
+  const { signal } = options;
+  if (signal === undefined) return await run.run();
+  if (signal.aborted) throw run.interruption(signal.reason);
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      run.interrupt(); // the reset goes out now, whatever the upload is waiting on
+      reject(run.interruption(signal.reason));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([run.run(), aborted]);
   } finally {
-    file.close();
+    signal.removeEventListener("abort", onAbort);
   }
 }

@@ -4,17 +4,50 @@
  * @example
  * ```ts
  * import { connectWithin } from "./connect.ts";
- * const conn = await connectWithin("localhost", 5000, 10_000);
+ * const socket = await connectWithin("localhost", 5000, 10_000);
  * ```
  * @module
  */
 import { formatSeconds, withDeadline } from "./deadline.ts";
 import { ConnectionError, describeError, TimeoutError } from "./errors.ts";
-import { closeQuietly } from "./socket_io.ts";
+import { TcpSocket } from "./tcp_socket.ts";
 
 /** `host:port` for messages, with brackets around IPv6 literals. */
 export function hostPort(hostname: string, port: number): string {
   return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+/** getaddrinfo's failures, by the code `node:net` gives them. */
+const RESOLVE_FAILURES: Record<string, string> = {
+  ENOTFOUND: "name or service not known",
+  EAI_NONAME: "name or service not known",
+  EAI_NODATA: "no address associated with the name",
+  EAI_AGAIN: "temporary failure in name resolution",
+  EAI_FAIL: "non-recoverable failure in name resolution",
+};
+
+/** Other connect failures, said plainly. */
+const CONNECT_FAILURES: Record<string, string> = {
+  EHOSTUNREACH: "no route to host",
+  ENETUNREACH: "network is unreachable",
+  EADDRNOTAVAIL: "address not available",
+  ETIMEDOUT: "timed out",
+};
+
+function connectFailure(error: unknown, host: string, where: string): Error {
+  if (error instanceof TimeoutError) return error;
+  if (error instanceof Deno.errors.ConnectionRefused) {
+    return new ConnectionError(`connection refused by ${where}`, { cause: error });
+  }
+  const code = (error as { code?: string }).code ?? "";
+  const reason = describeError(error);
+  if (code in RESOLVE_FAILURES || /lookup|resolve|name or service|nodename|no address/i.test(reason)) {
+    const why = RESOLVE_FAILURES[code] ?? reason;
+    return new ConnectionError(`cannot resolve host "${host}": ${why}`, { cause: error });
+  }
+  return new ConnectionError(`cannot connect to ${where}: ${CONNECT_FAILURES[code] ?? reason}`, {
+    cause: error,
+  });
 }
 
 /**
@@ -28,28 +61,19 @@ export async function connectWithin(
   hostname: string,
   port: number,
   timeoutMs: number,
-): Promise<Deno.TcpConn> {
+): Promise<TcpSocket> {
   const host = hostname.startsWith("[") && hostname.endsWith("]") ? hostname.slice(1, -1) : hostname;
   const where = hostPort(host, port);
   if (host === "") throw new ConnectionError("empty host name");
-  const attempt = Deno.connect({ hostname: host, port, transport: "tcp" });
+  const attempt = TcpSocket.connect(host, port);
   try {
     return await withDeadline(
-      attempt,
+      attempt.connected,
       timeoutMs,
       () => new TimeoutError(`could not connect to ${where} within ${formatSeconds(timeoutMs)}`),
-      // The attempt cannot be cancelled; if it ever completes, drop it.
-      () => attempt.then(closeQuietly, () => {}),
+      attempt.cancel,
     );
   } catch (error) {
-    if (error instanceof TimeoutError) throw error;
-    if (error instanceof Deno.errors.ConnectionRefused) {
-      throw new ConnectionError(`connection refused by ${where}`, { cause: error });
-    }
-    const reason = describeError(error);
-    if (/lookup|resolve|name or service|nodename|no address/i.test(reason)) {
-      throw new ConnectionError(`cannot resolve host "${host}": ${reason}`, { cause: error });
-    }
-    throw new ConnectionError(`cannot connect to ${where}: ${reason}`, { cause: error });
+    throw connectFailure(error, host, where);
   }
 }

@@ -50,6 +50,17 @@ export class LimitError extends AccioError {}
 /** Reading or writing a local file or directory failed. */
 export class FileError extends AccioError {}
 
+/** The program was stopped by a signal; exits 128 + the signal's number (SIGINT 130, SIGTERM 143, SIGHUP 129). */
+export class InterruptedError extends AccioError {
+  /** 128 + the signal's number, the shell's convention. */
+  override readonly exitCode: number;
+  /** `message` says which signal and what became of the work; `exitCode` is the code to exit with. */
+  constructor(message: string, exitCode: number, options?: ErrorOptions) {
+    super(message, options);
+    this.exitCode = exitCode;
+  }
+}
+
 /**
  * Renders any thrown value as the one-line reason shown after `ERROR: `.
  *

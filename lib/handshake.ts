@@ -82,7 +82,7 @@ async function expectGreeting(socket: Socket, timeoutMs: number, which: string):
 export interface ClientHandshakeOptions {
   /** Which handshake to perform. */
   mode: ClientHandshakeMode;
-  /** Longest wait for each of the server's `accio\r\n`, in ms. */
+  /** Longest wait for each of the server's `accio\r\n`, all 7 bytes of it as a whole, in ms. */
   timeoutMs: number;
   /** Extension header lines (`key: value`, no CRLF) for the double handshake. Default none. */
   headerLines?: readonly string[];

@@ -76,11 +76,26 @@ export function parseHeaders(lines: readonly Uint8Array[]): UploadHeaders {
   return headers;
 }
 
-/** Renders headers as lines (without CRLF) in a fixed order. */
+/**
+ * Renders headers as lines (without CRLF) in a fixed order.
+ *
+ * @throws {ProtocolError} when a value holds CR, LF or NUL: it would end the
+ * line, or the whole header, early and let the rest pass for other headers.
+ */
 export function formatHeaders(headers: UploadHeaders): string[] {
   const lines: string[] = [];
-  if (headers.name !== undefined) lines.push(`name: ${headers.name}`);
-  if (headers.length !== undefined) lines.push(`length: ${headers.length}`);
-  if (headers.sha256 !== undefined) lines.push(`sha256: ${headers.sha256}`);
+  const add = (key: string, value: string | number | undefined) => {
+    if (value === undefined) return;
+    const text = String(value);
+    if (/[\r\n\0]/.test(text)) {
+      throw new ProtocolError(
+        `header "${key}" refused: its value ${JSON.stringify(text)} holds CR, LF or NUL`,
+      );
+    }
+    lines.push(`${key}: ${text}`);
+  };
+  add("name", headers.name);
+  add("length", headers.length);
+  add("sha256", headers.sha256);
   return lines;
 }

@@ -1,6 +1,8 @@
 /**
- * The client's progress bar: bytes sent, percentage, rate and time left, on
- * one line of a terminal, redrawn at most ten times a second.
+ * The client's progress bar: bytes sent (or hashed), percentage, rate and
+ * time left, on one line of a terminal, redrawn at most ten times a second.
+ * {@link ProgressBar.end} ends a bar's line early, so that an error message
+ * after it starts on a line of its own.
  *
  * @example
  * ```ts
@@ -8,6 +10,9 @@
  * const bar = new ProgressBar(Deno.stderr, 1_000_000);
  * bar.update(250_000);
  * bar.finish();
+ * const hashing = new ProgressBar(Deno.stderr, 1_000_000, "hashing");
+ * hashing.update(10);
+ * hashing.end(); // an error follows: end the line where it is
  * ```
  * @module
  */
@@ -36,14 +41,20 @@ export class ProgressBar {
   readonly #out: { writeSync(data: Uint8Array): number };
   readonly #total: number | undefined;
   readonly #started = performance.now();
-  #lastDraw = 0;
+  readonly #label: string;
+  #lastDraw = -Infinity; // the first update draws at once
   #sent = 0;
+  #lineOpen = false;
   readonly #encoder = new TextEncoder();
 
-  /** Draws on `out` (a terminal); `total` is the byte count to reach, when known. */
-  constructor(out: { writeSync(data: Uint8Array): number }, total: number | undefined) {
+  /**
+   * Draws on `out` (a terminal); `total` is the byte count to reach, when
+   * known; `label` is shown before the bar (e.g. `hashing`).
+   */
+  constructor(out: { writeSync(data: Uint8Array): number }, total: number | undefined, label = "") {
     this.#out = out;
     this.#total = total;
+    this.#label = label === "" ? "" : `${label} `;
   }
 
   /** Records the bytes sent so far; redraws when 100 ms have passed. */
@@ -59,6 +70,13 @@ export class ProgressBar {
   /** Draws the final state and ends the line. */
   finish(): void {
     this.#draw(performance.now());
+    this.end();
+  }
+
+  /** Ends the bar's line as it stands (nothing when none is open), e.g. before an error message. */
+  end(): void {
+    if (!this.#lineOpen) return;
+    this.#lineOpen = false;
     this.#out.writeSync(this.#encoder.encode("\n"));
   }
 
@@ -78,6 +96,7 @@ export class ProgressBar {
     } else {
       line = `${formatBytes(this.#sent)}  ${formatBytes(rate)}/s`;
     }
-    this.#out.writeSync(this.#encoder.encode(`\r${line}\x1b[K`));
+    this.#lineOpen = true;
+    this.#out.writeSync(this.#encoder.encode(`\r${this.#label}${line}\x1b[K`));
   }
 }

@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import { abortable } from "./abortable.ts";
 import { describeError, FileError } from "./errors.ts";
 import { type Socket, writeAll } from "./socket_io.ts";
 
@@ -34,6 +35,8 @@ export interface SendOptions {
   sizeHint?: number;
   /** Called after each chunk is handed to the socket with the running total. */
   onProgress?: (sentBytes: number) => void;
+  /** Stops sending at once when it aborts (the write in flight is left to the caller's close). */
+  signal?: AbortSignal;
 }
 
 async function readChunk(source: ByteSource, buffer: Uint8Array): Promise<number | null> {
@@ -48,24 +51,24 @@ async function readChunk(source: ByteSource, buffer: Uint8Array): Promise<number
  * Sends everything `source` yields, until its end.
  *
  * @returns the number of bytes sent.
- * @throws {TimeoutError} {ConnectionError} {FileError}
+ * @throws {TimeoutError} {ConnectionError} {FileError}, or `signal.reason` once `signal` aborts.
  */
 export async function sendStream(socket: Socket, source: ByteSource, options: SendOptions): Promise<number> {
-  const { timeoutMs, chunkSize = SEND_CHUNK, sizeHint, onProgress } = options;
+  const { timeoutMs, chunkSize = SEND_CHUNK, sizeHint, onProgress, signal } = options;
   // A small file needs no 256 KiB buffers (zero-filled on every upload).
   const size = sizeHint === undefined ? chunkSize : Math.max(1, Math.min(chunkSize, sizeHint));
   const buffers = [new Uint8Array(size), new Uint8Array(size)];
   let sent = 0;
   let next = 0;
-  let n = await readChunk(source, buffers[next]);
+  let n = await abortable(readChunk(source, buffers[next]), signal);
   while (n !== null) {
     const chunk = buffers[next].subarray(0, n);
     next ^= 1;
     // Read ahead from the file while the socket takes this chunk.
-    const [, following] = await Promise.all([
-      writeAll(socket, chunk, timeoutMs, "the file"),
-      readChunk(source, buffers[next]),
-    ]);
+    const [, following] = await abortable(
+      Promise.all([writeAll(socket, chunk, timeoutMs, "the file"), readChunk(source, buffers[next])]),
+      signal,
+    );
     sent += chunk.length;
     onProgress?.(sent);
     n = following;

@@ -15,7 +15,7 @@
 import { formatSeconds, withDeadline } from "./deadline.ts";
 import { ConnectionError, TimeoutError } from "./errors.ts";
 
-/** The socket operations Accio needs: `Deno.Conn` has them all. */
+/** The socket operations Accio needs: `Deno.Conn` and the client's `TcpSocket` have them all. */
 export interface Socket {
   /** Reads into `buffer`; resolves with the byte count, or `null` at end of stream. */
   read(buffer: Uint8Array): Promise<number | null>;
@@ -48,6 +48,28 @@ export function connectionFailure(error: unknown, during: string): Error {
 }
 
 /**
+ * `operation`, unless `timeoutMs` pass first: then the socket is closed and
+ * the deadline's error is the one thrown, even where closing the socket makes
+ * the operation itself fail first.
+ */
+async function closingAfter<T>(
+  operation: Promise<T>,
+  socket: Socket,
+  timeoutMs: number,
+  makeError: () => Error,
+): Promise<T> {
+  let expired: Error | undefined;
+  try {
+    return await withDeadline(operation, timeoutMs, () => expired ?? makeError(), () => {
+      expired = makeError();
+      closeQuietly(socket);
+    });
+  } catch (error) {
+    throw expired ?? error;
+  }
+}
+
+/**
  * Reads once into `buffer`, waiting at most `timeoutMs` for data.
  *
  * @returns the byte count, or `null` at end of stream.
@@ -60,11 +82,11 @@ export async function readWithin(
   waitingFor: string,
 ): Promise<number | null> {
   try {
-    return await withDeadline(
+    return await closingAfter(
       socket.read(buffer),
+      socket,
       timeoutMs,
       () => new TimeoutError(`no data for ${formatSeconds(timeoutMs)} while waiting for ${waitingFor}`),
-      () => closeQuietly(socket),
     );
   } catch (error) {
     throw connectionFailure(error, `while waiting for ${waitingFor}`);
@@ -72,9 +94,11 @@ export async function readWithin(
 }
 
 /**
- * Reads exactly `length` bytes, however they are split into segments.
+ * Reads exactly `length` bytes, however they are split into segments, within
+ * `timeoutMs` for the whole of them: a peer trickling one byte at a time
+ * cannot stretch the wait.
  *
- * @throws {TimeoutError} when any single wait exceeds `timeoutMs`.
+ * @throws {TimeoutError} (and closes the socket) when the bytes are not all there in time.
  * @throws {ConnectionError} when the stream ends first.
  */
 export async function readExactly(
@@ -85,16 +109,34 @@ export async function readExactly(
 ): Promise<Uint8Array> {
   const buffer = new Uint8Array(length);
   let filled = 0;
-  while (filled < length) {
-    const n = await readWithin(socket, buffer.subarray(filled), timeoutMs, waitingFor);
-    if (n === null) {
-      throw new ConnectionError(
-        `connection closed by peer after ${filled} of the ${length} bytes of ${waitingFor}`,
-      );
+  const fill = async () => {
+    while (filled < length) {
+      const n = await socket.read(buffer.subarray(filled));
+      if (n === null) {
+        throw new ConnectionError(
+          `connection closed by peer after ${filled} of the ${length} bytes of ${waitingFor}`,
+        );
+      }
+      filled += n;
     }
-    filled += n;
+    return buffer;
+  };
+  const within = formatSeconds(timeoutMs);
+  try {
+    return await closingAfter(
+      fill(),
+      socket,
+      timeoutMs,
+      () =>
+        new TimeoutError(
+          filled === 0
+            ? `no data for ${within} while waiting for ${waitingFor}`
+            : `only ${filled} of the ${length} bytes of ${waitingFor} arrived within ${within}`,
+        ),
+    );
+  } catch (error) {
+    throw connectionFailure(error, `while waiting for ${waitingFor}`);
   }
-  return buffer;
 }
 
 /**
@@ -112,14 +154,14 @@ export async function writeAll(
   let written = 0;
   while (written < data.length) {
     try {
-      written += await withDeadline(
+      written += await closingAfter(
         socket.write(data.subarray(written)),
+        socket,
         timeoutMs,
         () =>
           new TimeoutError(
             `peer accepted no data for ${formatSeconds(timeoutMs)} while sending ${sending}`,
           ),
-        () => closeQuietly(socket),
       );
     } catch (error) {
       throw connectionFailure(error, `while sending ${sending}`);

@@ -450,3 +450,60 @@ export function inPrivateMounts(setup: string, execPrefix = ""): string[] {
     `${setup} && exec ${execPrefix} "$0" "$@"`,
   ];
 }
+
+/**
+ * A one-connection fake server on loopback, scripted by `script`; `run` gets
+ * its port. Resolves with what `script` returned.
+ */
+export async function withFakeServer<T>(
+  script: (conn: Deno.TcpConn) => Promise<T>,
+  run: (port: number) => Promise<void>,
+): Promise<T> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const served = (async () => {
+    const conn = await listener.accept();
+    try {
+      return await script(conn);
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // closed by the script
+      }
+    }
+  })();
+  try {
+    await run(port);
+    return await served;
+  } finally {
+    listener.close();
+  }
+}
+
+/** A new file `upload.bin` in a fresh temporary directory holding `content`. */
+export async function contentFile(content: string | Uint8Array, name = "upload.bin"): Promise<string> {
+  const dir = await tempDir();
+  const path = `${dir}/${name}`;
+  await Deno.writeFile(path, typeof content === "string" ? bytes(content) : content);
+  return path;
+}
+
+/**
+ * Runs the client with a terminal as stdin/stdout/stderr (util-linux `script`)
+ * and returns everything it drew; `undefined` where `script` is not installed.
+ */
+export async function runClientInTerminal(
+  args: string[],
+): Promise<{ code: number; output: string } | undefined> {
+  if (!(await hasCommand("script"))) return undefined;
+  const quote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+  const command = [Deno.execPath(), ...taskArgs("client"), ...args].map(quote).join(" ");
+  const out = await new Deno.Command("script", {
+    args: ["-qec", command, "/dev/null"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, output: decoder.decode(out.stdout) };
+}

@@ -47,6 +47,31 @@ for (const handshake of ["single", "double"] as const) {
   });
 
   Deno.test({
+    name: `our client (${handshake}) -> seed server answering "error <reason>" after the upload: exit 1`,
+    ignore,
+    async fn() {
+      const work = await tempDir();
+      const saved = await tempDir();
+      const source = await makeFile(work, "data.bin", 20, 15);
+      const port = freePort();
+      const flags = handshake === "double" ? ["--double"] : [];
+      await using peer = spawnPeer("seed_server.py", [
+        String(port),
+        saved,
+        ...flags,
+        "--refuse",
+        "too large",
+      ]);
+      await waitFor(() => peer.stderr.includes("listening"), 10_000, "the seed server");
+      const result = await runClient(["--handshake", handshake, "127.0.0.1", String(port), source]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stderr, "ERROR: server refused the upload: too large\n");
+      await waitForFile(saved, 1);
+      assert.equal(await Deno.readTextFile(`${saved}/1.file`), "ERROR");
+    },
+  });
+
+  Deno.test({
     name: `seed client (${handshake}) -> our server`,
     ignore,
     async fn() {

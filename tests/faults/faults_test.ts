@@ -17,6 +17,7 @@ import {
   readToEnd,
   runClient,
   spawnPeer,
+  spawnProgram,
   startServer,
   tempDir,
   waitFor,
@@ -627,6 +628,58 @@ Deno.test("fault: named uploads while another process swaps their directory for 
     crashes: 0,
     note: `--allow-all; ${counts.ok} stored at their name, the rest refused; 0 entries outside`,
   });
+});
+
+Deno.test("fault: 50 clients interrupted mid-upload by SIGINT, SIGTERM and SIGHUP", async () => {
+  await using server = await startServer("server");
+  const work = await tempDir();
+  const before = await snapshot(server.dir);
+  const attempts: Attempt[] = [];
+  const signals = [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const;
+  const count = 50;
+  await pool(count, 5, async (i) => {
+    const [signal, code] = signals[i % signals.length];
+    // The client reads a named pipe fed without end: it is mid-upload whenever the signal comes.
+    const content = uniqueContent(`interrupted-${i}`, 256 * 1024);
+    attempts.push({ content, expect: "error" });
+    const source = `${work}/source-${i}.bin`;
+    const fifo = `${work}/fifo-${i}`;
+    await Deno.writeFile(source, content);
+    assert.ok((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success, "mkfifo failed");
+    await using feeder = spawnPeer("feed_fifo.py", [source, fifo, "--pause", "0.002"]);
+    await using client = spawnProgram("client", ["127.0.0.1", String(server.port), fifo]);
+    await waitFor(() => feeder.stdout.includes("fed 2\n") || client.exited, 15_000, "the upload to run");
+    assert.ok(!client.exited, `client ${i} ended by itself: ${client.stderr}`);
+    client.child.kill(signal);
+    const status = await client.wait(10_000);
+    assert.equal(status.code, code, `client ${i} (${signal}): ${client.stderr}`);
+    const lines = client.stderr.split("\n").filter((l) => l !== "");
+    assert.equal(lines.length, 1, `client ${i} (${signal}) printed: ${client.stderr}`);
+    assert.match(lines[0], new RegExp(`^ERROR: interrupted by ${signal}: upload aborted`));
+    await feeder.wait(10_000);
+  });
+  await waitFor(
+    async () => (await listDir(server.dir)).filter((n) => /^\d+\.file$/.test(n)).length === count,
+    10_000,
+    `${count} files`,
+  );
+  const { verified, lost } = await verify(server.dir, attempts, before);
+  let truncated = 0;
+  for (let n = 1; n <= count; n++) {
+    if (await Deno.readTextFile(`${server.dir}/${n}.file`) !== "ERROR") truncated++;
+  }
+  assert.equal(truncated, 0, `${truncated} of ${count} interrupted uploads stored as if complete`);
+  assert.equal(lost, 0);
+  record({
+    scenario: "clients interrupted (SIGINT, SIGTERM, SIGHUP)",
+    connections: count,
+    faults: count,
+    verified,
+    lost,
+    crashes: 0,
+    note: `${truncated} of ${count} truncated; exit 130/143/129, one line each`,
+  });
+  await Deno.remove(work, { recursive: true });
 });
 
 Deno.test("fault suite summary", () => {

@@ -2,10 +2,12 @@
 """A server written the way the seed assignment asks (seeds 000/001: a thread
 per connection), used as an independent peer and as a benchmark baseline:
 
-    python3 seed_server.py PORT DIR [--double] [--byte-by-byte]
+    python3 seed_server.py PORT DIR [--double] [--byte-by-byte] [--refuse REASON]
 
 --double        require the double handshake (seed 001)
 --byte-by-byte  send each accio\\r\\n one byte per TCP segment
+--refuse        after reading each upload, store ERROR and answer "error REASON\\r\\n"
+                (the failure report of the wire contract) before closing
 Saves connection N's data as DIR/N.file, or ERROR after 10 s without data.
 Prints "listening on PORT" on stderr once ready.
 """
@@ -38,7 +40,7 @@ def recv_exact(conn, n):
     return data
 
 
-def handle(conn, number, directory, double, byte_by_byte):
+def handle(conn, number, directory, double, byte_by_byte, refuse):
     path = os.path.join(directory, "%d.file" % number)
     try:
         conn.settimeout(TIMEOUT)
@@ -56,6 +58,9 @@ def handle(conn, number, directory, double, byte_by_byte):
                 if not data:
                     break
                 f.write(data)
+        if refuse is not None:
+            conn.sendall(b"error " + refuse.encode() + b"\r\n")
+            raise ConnectionError("refused: " + refuse)
         os.rename(path + ".part", path)
     except Exception:  # noqa: BLE001 - any failure leaves ERROR, as the seed asks
         try:
@@ -72,6 +77,7 @@ def main():
     port, directory = int(sys.argv[1]), sys.argv[2]
     double = "--double" in sys.argv
     byte_by_byte = "--byte-by-byte" in sys.argv
+    refuse = sys.argv[sys.argv.index("--refuse") + 1] if "--refuse" in sys.argv else None
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -84,7 +90,7 @@ def main():
         conn, _ = sock.accept()
         number += 1
         threading.Thread(
-            target=handle, args=(conn, number, directory, double, byte_by_byte), daemon=True
+            target=handle, args=(conn, number, directory, double, byte_by_byte, refuse), daemon=True
         ).start()
 
 

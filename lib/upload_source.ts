@@ -1,0 +1,123 @@
+/**
+ * The file a client uploads: opened and checked before connecting, its first
+ * bytes peeked (they decide the handshake: see `client.ts`) and then sent
+ * like the rest, and its SHA-256 for `--verify`. Works for pipes and FIFOs as
+ * well as regular files: nothing here seeks.
+ *
+ * @example
+ * ```ts
+ * import { fileSha256, openSource } from "./upload_source.ts";
+ * const source = await openSource("data.csv", 15);
+ * console.log(source.size, source.head); // 20480, the first 15 bytes
+ * const sha256 = await fileSha256("data.csv");
+ * source.close();
+ * ```
+ * @module
+ */
+import { abortable } from "./abortable.ts";
+import { createHash } from "node:crypto";
+import { describeError, FileError } from "./errors.ts";
+import type { ByteSource } from "./sender.ts";
+
+/** An opened upload: its first bytes, and a reader that yields them again, then the rest. */
+export interface UploadSource extends ByteSource {
+  /** The file's size, when it is a regular file. */
+  size: number | undefined;
+  /** Its first bytes (fewer when the file is shorter). */
+  head: Uint8Array;
+  /** Closes the file. */
+  close(): void;
+}
+
+async function openFile(path: string): Promise<{ file: Deno.FsFile; size: number | undefined }> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound ? "no such file" : describeError(error);
+    throw new FileError(`cannot open "${path}": ${reason}`, { cause: error });
+  }
+  const info = await file.stat();
+  if (info.isDirectory) {
+    file.close();
+    throw new FileError(`cannot send "${path}": it is a directory`);
+  }
+  return { file, size: info.isFile ? info.size : undefined };
+}
+
+async function readHead(file: Deno.FsFile, path: string, length: number): Promise<Uint8Array> {
+  const head = new Uint8Array(length);
+  let filled = 0;
+  try {
+    while (filled < length) {
+      const n = await file.read(head.subarray(filled));
+      if (n === null) break;
+      filled += n;
+    }
+  } catch (error) {
+    throw new FileError(`cannot read "${path}": ${describeError(error)}`, { cause: error });
+  }
+  return head.slice(0, filled);
+}
+
+/**
+ * Opens `path` for sending and reads its first `peek` bytes.
+ *
+ * @throws {FileError} when it is missing, unreadable or a directory.
+ */
+export async function openSource(path: string, peek: number): Promise<UploadSource> {
+  const { file, size } = await openFile(path);
+  let head: Uint8Array;
+  try {
+    head = await readHead(file, path, peek);
+  } catch (error) {
+    file.close();
+    throw error;
+  }
+  let pending = head.length > 0 ? head : undefined;
+  return {
+    size,
+    head,
+    read(buffer: Uint8Array): Promise<number | null> {
+      if (pending === undefined) return file.read(buffer);
+      const n = Math.min(pending.length, buffer.length);
+      buffer.set(pending.subarray(0, n));
+      pending = n === pending.length ? undefined : pending.subarray(n);
+      return Promise.resolve(n);
+    },
+    close: () => file.close(),
+  };
+}
+
+/** Options of {@link fileSha256}. */
+export interface HashOptions {
+  /** Called as the file is read, with the bytes hashed so far. */
+  onProgress?: (hashedBytes: number) => void;
+  /** Stops hashing when it aborts (rejects with its reason). */
+  signal?: AbortSignal;
+}
+
+/**
+ * SHA-256 of a file, streamed, as 64 lowercase hex digits.
+ *
+ * @throws {FileError} when the file cannot be read.
+ */
+export async function fileSha256(path: string, { onProgress, signal }: HashOptions = {}): Promise<string> {
+  const hash = createHash("sha256");
+  const buffer = new Uint8Array(1024 * 1024);
+  let hashed = 0;
+  try {
+    using file = await Deno.open(path);
+    for (;;) {
+      const n = await abortable(file.read(buffer), signal);
+      if (n === null) break;
+      hash.update(buffer.subarray(0, n));
+      hashed += n;
+      onProgress?.(hashed);
+    }
+  } catch (error) {
+    if (signal?.aborted && error === signal.reason) throw error;
+    throw new FileError(`cannot read "${path}": ${describeError(error)}`, { cause: error });
+  }
+  return hash.digest("hex");
+}
