@@ -11,6 +11,7 @@ import {
   canUnshareMounts,
   connect,
   delay,
+  freePort,
   inPrivateMounts,
   listDir,
   readExactly,
@@ -34,7 +35,6 @@ import {
   uniqueContent,
   verify,
 } from "./harness.ts";
-import { freePort, spawnProgram } from "../helpers.ts";
 import { raceSwapper, startHeldServer } from "../swap_race.ts";
 
 const canUnshare = await canUnshareMounts();
