@@ -3,19 +3,13 @@
  * that another local process renaming them, or swapping a symbolic link in,
  * cannot redirect what the server creates.
  *
- * Two modes, chosen once per server by {@link HeldDirectory.openRoot}:
- *
- * - **Descriptors** (Linux, where Deno may open `/proc/self/fd`, which it
- *   allows only with `--allow-all`): each directory is an open descriptor,
- *   opened with `O_DIRECTORY|O_NOFOLLOW` relative to its parent's descriptor,
- *   and every path handed out is `/proc/self/fd/<fd>/<name>`, which the kernel
- *   resolves through the held directory itself: a rename or a swapped link
- *   elsewhere in the path changes nothing. Exact.
- * - **Paths** (everywhere else, e.g. under the server's task permissions):
- *   each directory is its path plus the identity (device, inode) found when
- *   it was reached without following a link; {@link HeldDirectory.isInside}
- *   re-checks the whole chain. A swap is detected, not prevented: it can win
- *   only within the microseconds between a check and the system call after it.
+ * Each directory is an open descriptor, opened with `O_DIRECTORY|O_NOFOLLOW`
+ * relative to its parent's descriptor, and every path handed out is
+ * `/proc/self/fd/<fd>/<name>`, which the kernel resolves through the held
+ * directory itself: a rename or a swapped link elsewhere in the path changes
+ * nothing. Linux only, and Deno opens `/proc/self/fd` only under
+ * `--allow-all`; where it cannot, {@link HeldDirectory.openRoot} refuses, so
+ * that named uploads never fall back to checks that a race could beat.
  *
  * @example
  * ```ts
@@ -35,11 +29,6 @@ import { describeError, FileError } from "./errors.ts";
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
 
-interface Identity {
-  dev: number;
-  ino: number | null;
-}
-
 function openDescriptor(path: string, flags: number): Promise<number> {
   return new Promise((resolve, reject) =>
     fs.open(path, flags, (error, fd) => error ? reject(error) : resolve(fd))
@@ -58,33 +47,25 @@ export type NotADirectory = "symlink" | "not-a-directory";
 export class HeldDirectory {
   /** The directory's path as the operator and the log see it. */
   readonly path: string;
-  readonly #fd: number | undefined;
-  readonly #identity: Identity;
+  readonly #fd: number;
   readonly #parent: HeldDirectory | undefined;
   #closed = false;
 
-  private constructor(path: string, fd: number | undefined, identity: Identity, parent?: HeldDirectory) {
+  private constructor(path: string, fd: number, parent?: HeldDirectory) {
     this.path = path;
     this.#fd = fd;
-    this.#identity = identity;
     this.#parent = parent;
-  }
-
-  /** Whether this server holds directories as descriptors (exact) rather than paths (checked). */
-  get holdsDescriptors(): boolean {
-    return this.#fd !== undefined;
   }
 
   /**
    * Holds the upload directory itself (a link given by the operator is
-   * followed: the root is trusted). Uses descriptors when `/proc/self/fd`
-   * is usable, paths otherwise.
+   * followed: the root is trusted).
    *
-   * @throws {FileError} when it cannot be opened.
+   * @throws {FileError} when it cannot be opened, or `/proc/self/fd` is unusable.
    */
   static async openRoot(path: string): Promise<HeldDirectory> {
     let fd: number;
-    let identity: Identity;
+    let identity: Deno.FileInfo;
     try {
       fd = await openDescriptor(path, O_RDONLY | O_DIRECTORY);
       identity = await Deno.stat(path);
@@ -93,19 +74,20 @@ export class HeldDirectory {
     }
     try {
       const held = await Deno.stat(`/proc/self/fd/${fd}`);
-      if (held.dev === identity.dev && held.ino === identity.ino) {
-        return new HeldDirectory(path, fd, identity);
-      }
+      if (held.dev === identity.dev && held.ino === identity.ino) return new HeldDirectory(path, fd);
     } catch {
-      // No /proc, or Deno refuses it (it wants --allow-all for /proc): hold paths instead.
+      // No /proc, or Deno refuses it: said below.
     }
     closeDescriptor(fd);
-    return new HeldDirectory(path, undefined, identity);
+    throw new FileError(
+      "named uploads need /proc/self/fd (Linux), which Deno opens only under --allow-all " +
+        "(as `deno task server` and the compiled server run): cannot hold the directories of names safely",
+    );
   }
 
   /** A path that names `name` inside exactly this directory. */
   entry(name: string): string {
-    return this.#fd === undefined ? `${this.path}/${name}` : `/proc/self/fd/${this.#fd}/${name}`;
+    return `/proc/self/fd/${this.#fd}/${name}`;
   }
 
   /**
@@ -126,7 +108,6 @@ export class HeldDirectory {
     }
     if (info.isSymlink) return "symlink";
     if (!info.isDirectory) return "not-a-directory";
-    if (this.#fd === undefined) return new HeldDirectory(path, undefined, info, this);
     let fd: number;
     try {
       fd = await openDescriptor(at, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
@@ -136,7 +117,8 @@ export class HeldDirectory {
       throw new FileError(`cannot open directory "${path}": ${describeError(error)}`);
     }
     try {
-      return new HeldDirectory(path, fd, await Deno.stat(this.#proc(fd)), this);
+      await Deno.stat(this.#proc(fd));
+      return new HeldDirectory(path, fd, this);
     } catch (error) {
       closeDescriptor(fd);
       throw new FileError(`cannot open directory "${path}": ${describeError(error)}`);
@@ -162,32 +144,21 @@ export class HeldDirectory {
   }
 
   /**
-   * Whether this directory is still inside the root it was reached from:
-   * with descriptors, its current location is under the root's; with paths,
-   * every directory of the chain is still the one that was checked, and no
-   * link.
+   * Whether this directory is still inside the root it was reached from: its
+   * current location (a directory moved out of the root by another process
+   * is not) is under the root's.
    */
   async isInside(): Promise<boolean> {
+    const root = this.#levels()[0];
     try {
-      if (this.#fd !== undefined) return await this.#descriptorInside();
-      for (const level of this.#levels()) {
-        const info = level.#parent ? await Deno.lstat(level.path) : await Deno.stat(level.path);
-        if (info.isSymlink || !info.isDirectory) return false;
-        if (info.dev !== level.#identity.dev || info.ino !== level.#identity.ino) return false;
-      }
-      return true;
+      const [here, top] = await Promise.all([
+        Deno.readLink(this.#proc(this.#fd)),
+        Deno.readLink(root.#proc(root.#fd)),
+      ]);
+      return here === top || here.startsWith(top.endsWith("/") ? top : `${top}/`);
     } catch {
       return false; // gone, or no longer reachable: not inside
     }
-  }
-
-  async #descriptorInside(): Promise<boolean> {
-    const root = this.#levels()[0];
-    const [here, top] = await Promise.all([
-      Deno.readLink(this.#proc(this.#fd!)),
-      Deno.readLink(root.#proc(root.#fd!)),
-    ]);
-    return here === top || here.startsWith(top.endsWith("/") ? top : `${top}/`);
   }
 
   /** The chain from the root down to this directory. */
@@ -195,10 +166,10 @@ export class HeldDirectory {
     return this.#parent ? [...this.#parent.#levels(), this] : [this];
   }
 
-  /** Releases the descriptor (idempotent; nothing to release for a held path). */
+  /** Releases the descriptor (idempotent). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#fd !== undefined) closeDescriptor(this.#fd);
+    closeDescriptor(this.#fd);
   }
 }

@@ -175,7 +175,7 @@ export class UploadDirectory {
         throw problem("it is not writable", error);
       }
       const lastId = await scanAndRepair(path, report, problem);
-      if (options.names) root = await holdRoot(path, report);
+      if (options.names) root = await holdRoot(path);
       return new UploadDirectory(path, lastId, lock, root);
     } catch (error) {
       root?.close();
@@ -228,15 +228,8 @@ export class UploadDirectory {
   }
 }
 
-async function holdRoot(path: string, report: OpenReport): Promise<HeldDirectory> {
-  const root = await HeldDirectory.openRoot(path.replace(/(?<=.)\/+$/, ""));
-  if (!root.holdsDescriptors) {
-    (report.notes ??= []).push(
-      "named uploads: /proc/self/fd is not available (Deno opens it only with --allow-all), so directories " +
-        "are checked by path: a directory swapped by another local process is detected, not prevented",
-    );
-  }
-  return root;
+function holdRoot(path: string): Promise<HeldDirectory> {
+  return HeldDirectory.openRoot(path.replace(/(?<=.)\/+$/, ""));
 }
 
 type Problem = (what: string, error?: unknown) => FileError;

@@ -6,7 +6,7 @@
  * match a file inside FILE-DIR with exactly the bytes sent.
  */
 import assert from "node:assert/strict";
-import { bytes, rawDoubleUpload, startServer, tempDir, text } from "./helpers.ts";
+import { bytes, freePort, rawDoubleUpload, ROOT, tempDir, text } from "./helpers.ts";
 import { raceSwapper, startHeldServer } from "./swap_race.ts";
 
 Deno.test("named upload under a racing directory swapper (directories held open): nothing lands outside", async () => {
@@ -17,16 +17,21 @@ Deno.test("named upload under a racing directory swapper (directories held open)
   console.log(`held: ${counts.ok} ok, ${counts.refused} refused, ${counts.swaps} swaps`);
 });
 
-// Without /proc/self/fd a swap within microseconds of a check can still leave an empty directory or an
-// emptied file outside (README, Reliability); never a byte of an upload, never a wrong ok.
-Deno.test("named upload under a racing directory swapper (the task's permissions): no upload byte lands outside", async () => {
-  await using server = await startServer("server", { extra: ["--names"] });
-  assert.match(server.proc.stderr, /named uploads: \/proc\/self\/fd is not available/);
-  const counts = await raceSwapper(server.port, server.dir, false);
-  console.log(
-    `task permissions: ${counts.ok} ok, ${counts.refused} refused, ${counts.swaps} swaps, ` +
-      `${counts.escaped} empty entries outside`,
-  );
+// Without /proc/self/fd (Deno opens it only under --allow-all) a swap could beat any check by path:
+// the server refuses --names rather than fall back.
+Deno.test("server --names without --allow-all refuses to start, with one ERROR line", async () => {
+  const dir = await tempDir();
+  const args = ["run", "--allow-net", "--allow-read", "--allow-write", `${ROOT}server.ts`, "--names"];
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [...args, String(freePort()), dir],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const stderr = text(out.stderr);
+  assert.equal(out.code, 1, stderr);
+  assert.match(stderr, /^ERROR: .*named uploads need \/proc\/self\/fd.*--allow-all/m);
+  assert.equal(stderr.match(/^ERROR:/gm)?.length, 1, stderr);
+  assert.deepEqual([...Deno.readDirSync(dir)], []);
 });
 
 Deno.test("named upload with held directories: names in the root and below, one after another", async () => {
