@@ -43,6 +43,7 @@
  */
 import { isAbsolute, relative, resolve } from "node:path";
 import { describeError, UsageError } from "./errors.ts";
+import { parseInstance } from "./forward_config.ts";
 import { ForwardMetrics } from "./forward_metrics.ts";
 import { DEFAULT_RETRY, retrying, type RetryPolicy } from "./forward_retry.ts";
 import { isErrorUpload, scanUploads } from "./forward_scan.ts";
@@ -176,10 +177,12 @@ export class ForwardQueue {
   /**
    * Checks the settings and opens the state directory. Makes no request.
    *
-   * @throws {UsageError} for a bad setting; {@link FileError} when the state directory is unusable.
+   * @throws {UsageError} for a bad setting (instance name, part size, counts); {@link FileError} when the
+   * state directory is unusable.
    */
   static async open(options: ForwardQueueOptions): Promise<ForwardQueue> {
     const partSize = options.partSize ?? DEFAULT_PART_SIZE;
+    parseInstance(options.instance);
     if (!Number.isInteger(partSize) || partSize < MIN_PART) {
       throw new UsageError(`invalid forward part size ${partSize}: at least 5 MiB`);
     }
@@ -218,7 +221,11 @@ export class ForwardQueue {
       this.#notice(`forward: ${error.message}; uploads stay queued until the store answers`);
     }
     this.#recovery = this.#recover().catch((error) => {
-      if (!this.#stop.signal.aborted) this.#notice(`forward: recovery failed: ${describeError(error)}`);
+      if (this.#stop.signal.aborted) return;
+      // Forward what is queued all the same: a failed rescan must not stall every later upload.
+      this.#notice(`forward: recovery stopped early: ${describeError(error)}`);
+      this.#recovered = true;
+      this.#pump();
     });
   }
 
@@ -229,7 +236,10 @@ export class ForwardQueue {
    */
   enqueue(path: string, options: EnqueueOptions = {}): void {
     const rel = this.#relative(path);
-    if (rel === undefined || this.#pending.has(rel) || this.#inFlight.has(rel)) return;
+    if (rel === undefined) {
+      return this.#notice(`forward: ${path} is not an upload in ${this.#o.fileDir}; ignored`);
+    }
+    if (this.#pending.has(rel) || this.#inFlight.has(rel)) return;
     this.#pending.set(rel, { savedMs: options.savedMs ?? Date.now(), error: options.error });
     this.#pump();
   }
@@ -325,9 +335,15 @@ export class ForwardQueue {
 
   /** Aborts a multipart upload an earlier run recorded (or finds it gone: completed or aborted). */
   async #abortRecorded(record: ForwardRecord): Promise<number> {
-    await this.#retry(() => this.#o.s3.abortMultipart(record.key, record.uploadId!, this.#stop.signal));
-    await this.#state.put({ ...record, status: "failed", uploadId: undefined, reason: "interrupted" });
-    return 1;
+    try {
+      await this.#retry(() => this.#o.s3.abortMultipart(record.key, record.uploadId!, this.#stop.signal));
+      await this.#state.put({ ...record, status: "failed", uploadId: undefined, reason: "interrupted" });
+      return 1;
+    } catch (error) {
+      if (this.#stop.signal.aborted) throw error;
+      this.#notice(`forward: cannot abort the multipart upload of ${record.key}: ${describeError(error)}`);
+      return 0;
+    }
   }
 
   /** Aborts every multipart upload open under this instance's prefix (a crash before its id was recorded). */

@@ -61,10 +61,12 @@ async function installed(): Promise<boolean> {
 export async function ensureSwift(): Promise<Availability> {
   if (await installed()) return { ok: true };
   if (Deno.uid() !== 0) return { ok: false, why: `not root: cannot apt-get install ${PACKAGES.join(" ")}` };
-  const install = ["install", "-y", "--no-install-recommends", ...PACKAGES];
+  // Another apt-get (a parallel test file, a helper) may hold the dpkg lock: wait for it, bounded.
+  const lock = ["-o", "DPkg::Lock::Timeout=120"];
+  const install = [...lock, "install", "-y", "--no-install-recommends", ...PACKAGES];
   let result = await run("apt-get", install);
   if (!result.ok) {
-    await run("apt-get", ["update"]);
+    await run("apt-get", [...lock, "update"]);
     result = await run("apt-get", install);
   }
   if (result.ok && await installed()) return { ok: true };
