@@ -226,3 +226,19 @@ Deno.test("server-s keeps serving when its stdout's reader is gone (EPIPE)", asy
     await stderr.cancel();
   }
 });
+
+Deno.test("server-s log lines start with an ISO 8601 timestamp, then server-s:", async () => {
+  await using server = await startServer("server-s", { extra: ["--timeout", "0.5"] });
+  const idle = await connect(server.port);
+  try {
+    await readToEnd(idle, 5_000);
+  } finally {
+    idle.close();
+  }
+  await waitFor(() => server.proc.stderr.includes("ended in error"), 5_000, "the error's log line");
+  const logged = server.proc.stderr.split("\n").filter((l) => l !== "");
+  assert.ok(logged.length >= 2, server.proc.stderr);
+  for (const line of logged) {
+    assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z server-s: /, line);
+  }
+});
