@@ -28,7 +28,7 @@ import { closeQuietly, type Socket, writeAll } from "./socket_io.ts";
 /** Longest lingering close after an error line, in ms (also never longer than the idle timeout). */
 export const LINGER_MS = 2_000;
 /** Longest lingering close once the server is shutting down at once (SIGTERM), in ms. */
-export const SHUTDOWN_LINGER_MS = 500;
+export const SHUTDOWN_LINGER_MS = 250;
 /** Longest error line, reason included, before `\r\n`. */
 export const MAX_ERROR_LINE = 512;
 
