@@ -6,22 +6,23 @@
  */
 import {
   parseChoiceOption,
+  type ParsedArgs,
   parseIntegerOption,
   parseSecondsOption,
-  printError,
   runCommand,
   SERVER_HANDSHAKE_OPTION,
   SERVER_TIMEOUT_OPTION,
 } from "./lib/cli.ts";
 import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
 import { ConnectionError, describeError } from "./lib/errors.ts";
-import { Metrics, serveMetrics } from "./lib/metrics.ts";
+import { LineWriter } from "./lib/log.ts";
+import { Metrics, type MetricsServer, serveMetrics } from "./lib/metrics.ts";
 import { UploadLog } from "./lib/upload_log.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
 import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
-import { AccioServer, DEFAULT_MAX_CONNECTIONS } from "./lib/server.ts";
-import { onStopSignals, surviveFileSizeLimit } from "./lib/signals.ts";
+import { AccioServer, DEFAULT_MAX_CONNECTIONS, type UploadOutcome } from "./lib/server.ts";
+import { onStopSignals, surviveFileSizeLimit, surviveUncaughtErrors } from "./lib/signals.ts";
 
 const spec = {
   name: "server",
@@ -58,15 +59,27 @@ const spec = {
   },
 } as const;
 
-await runCommand(spec, Deno.args, async ({ positionals: [portText, directory], values }) => {
+// Log lines are timestamped for a supervisor's journal, and can neither throw nor block (see lib/log.ts).
+const stderr = new LineWriter(Deno.stderr, { timestamps: true });
+
+await runCommand(spec, Deno.args, async (parsed) => {
+  try {
+    return await serve(parsed);
+  } finally {
+    await stderr.flush(1_000);
+  }
+});
+
+async function serve({ positionals: [portText, directory], values }: ParsedArgs): Promise<number> {
   const port = parsePort(portText);
   const metricsPort = values["metrics-port"] === undefined
     ? undefined
     : parsePort(String(values["metrics-port"]));
-  const log = values.quiet ? () => {} : (line: string) => printError(`server: ${line}`);
+  const log = values.quiet ? () => {} : (line: string) => stderr.write(`server: ${line}`);
+  surviveUncaughtErrors(log);
   const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
-  let metrics: Metrics | undefined;
-  const server = await AccioServer.start({
+  const metrics = metricsPort === undefined ? undefined : new Metrics(() => server.activeConnections);
+  const server: AccioServer = await AccioServer.start({
     port,
     directory,
     idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
@@ -81,38 +94,9 @@ await runCommand(spec, Deno.args, async ({ positionals: [portText, directory], v
     allowNames: Boolean(values.names),
     hashUploads: uploadLog !== undefined,
     onLog: log,
-    onUpload: (u) => {
-      if (u.outcome === "error") log(`${u.file} from ${u.peer}: ERROR: ${u.reason}`);
-      else if (values.verbose) log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes`);
-      metrics?.record(u.outcome, u.bytes, u.durationMs);
-      uploadLog?.append({
-        id: u.id,
-        peer: u.peer,
-        file: u.file,
-        name: u.name ?? null,
-        bytes: u.bytes,
-        sha256: u.sha256 ?? null,
-        start: u.startedAt.toISOString(),
-        durationMs: u.durationMs,
-        outcome: u.outcome,
-        reason: u.reason ?? null,
-      }).then((failure) => failure && log(failure));
-    },
+    onUpload: reporter(log, Boolean(values.verbose), metrics, uploadLog),
   });
-  let metricsServer: Deno.HttpServer | undefined;
-  if (metricsPort !== undefined) {
-    metrics = new Metrics(() => server.activeConnections);
-    const hostname = typeof values["metrics-host"] === "string" ? values["metrics-host"] : "127.0.0.1";
-    try {
-      metricsServer = serveMetrics(metrics, { port: metricsPort, hostname });
-    } catch (error) {
-      await server.close();
-      throw new ConnectionError(
-        `cannot serve metrics on ${hostname}:${metricsPort}: ${describeError(error)}`,
-      );
-    }
-    log(`metrics on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${metricsPort}/metrics`);
-  }
+  const metricsServer = metrics && await startMetrics(server, metrics, metricsPort!, values, log);
   log(
     `listening on ${formatAddress(server.addr)}, saving to ${directory} from ${
       server.directory.lastId + 1
@@ -127,7 +111,52 @@ await runCommand(spec, Deno.args, async ({ positionals: [portText, directory], v
     immediate: () => server.close(),
   });
   await server.finished;
-  await metricsServer?.shutdown();
+  await metricsServer?.close();
   await uploadLog?.close();
   return 0;
-});
+}
+
+/** What happens as each upload ends: the stderr line, the metrics, the upload log. */
+function reporter(
+  log: (line: string) => void,
+  verbose: boolean,
+  metrics: Metrics | undefined,
+  uploadLog: UploadLog | undefined,
+): (outcome: UploadOutcome) => void {
+  return (u) => {
+    if (u.outcome === "error") log(`${u.file} from ${u.peer}: ERROR: ${u.reason}`);
+    else if (verbose) log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes`);
+    metrics?.record(u.outcome, u.bytes, u.durationMs);
+    uploadLog?.append({
+      id: u.id,
+      peer: u.peer,
+      file: u.file,
+      name: u.name ?? null,
+      bytes: u.bytes,
+      sha256: u.sha256 ?? null,
+      start: u.startedAt.toISOString(),
+      durationMs: u.durationMs,
+      outcome: u.outcome,
+      reason: u.reason ?? null,
+    }).then((failure) => failure && log(failure));
+  };
+}
+
+/** Starts the metrics responder; if it cannot bind, stops the server and says why. */
+async function startMetrics(
+  server: AccioServer,
+  metrics: Metrics,
+  port: number,
+  values: ParsedArgs["values"],
+  log: (line: string) => void,
+): Promise<MetricsServer> {
+  const hostname = typeof values["metrics-host"] === "string" ? values["metrics-host"] : "127.0.0.1";
+  try {
+    const metricsServer = serveMetrics(metrics, { port, hostname, onLog: (m) => log(`metrics: ${m}`) });
+    log(`metrics on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}/metrics`);
+    return metricsServer;
+  } catch (error) {
+    await server.close();
+    throw new ConnectionError(`cannot serve metrics on ${hostname}:${port}: ${describeError(error)}`);
+  }
+}

@@ -7,7 +7,6 @@
 import {
   parseChoiceOption,
   parseSecondsOption,
-  printError,
   runCommand,
   SERVER_HANDSHAKE_OPTION,
   SERVER_TIMEOUT_OPTION,
@@ -15,8 +14,9 @@ import {
 import { CountingServer } from "./lib/counting_server.ts";
 import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
 import { formatAddress } from "./lib/listen.ts";
+import { LineWriter } from "./lib/log.ts";
 import { parsePort } from "./lib/port.ts";
-import { onStopSignals } from "./lib/signals.ts";
+import { onStopSignals, surviveUncaughtErrors } from "./lib/signals.ts";
 
 const spec = {
   name: "server-s",
@@ -31,19 +31,27 @@ const spec = {
   },
 } as const;
 
+// Neither the counts on stdout nor the log on stderr can throw or block (see lib/log.ts).
+const stdout = new LineWriter(Deno.stdout);
+const stderr = new LineWriter(Deno.stderr, { timestamps: true });
+
 await runCommand(spec, Deno.args, async ({ positionals: [portText], values }) => {
-  const port = parsePort(portText);
-  const log = values.quiet ? () => {} : (line: string) => printError(`server-s: ${line}`);
-  const stdout = new TextEncoder();
-  const server = CountingServer.start({
-    port,
-    idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
-    handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
-    onResult: (line) => Deno.stdout.writeSync(stdout.encode(line + "\n")),
-    onLog: log,
-  });
-  log(`listening on ${formatAddress(server.addr)}`);
-  onStopSignals({ graceful: () => server.shutdown(), immediate: () => server.close() });
-  await server.finished;
-  return 0;
+  try {
+    const port = parsePort(portText);
+    const log = values.quiet ? () => {} : (line: string) => stderr.write(`server-s: ${line}`);
+    surviveUncaughtErrors(log);
+    const server = CountingServer.start({
+      port,
+      idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
+      handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
+      onResult: (line) => stdout.write(line),
+      onLog: log,
+    });
+    log(`listening on ${formatAddress(server.addr)}`);
+    onStopSignals({ graceful: () => server.shutdown(), immediate: () => server.close() });
+    await server.finished;
+    return 0;
+  } finally {
+    await Promise.all([stdout.flush(1_000), stderr.flush(1_000)]);
+  }
 });

@@ -207,9 +207,17 @@ export const SERVER_HANDSHAKE_OPTION: OptionSpec = {
   help: "auto (default: single or double, per connection), single, or double",
 };
 
-/** Writes one line to stderr, synchronously so it is never lost at exit. */
+/**
+ * Writes one line to stderr, synchronously so it is never lost at exit. Never
+ * throws: when stderr's reader is gone (EPIPE) the line is dropped.
+ */
 export function printError(line: string): void {
-  Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+  const data = new TextEncoder().encode(line + "\n");
+  try {
+    for (let done = 0; done < data.length;) done += Deno.stderr.writeSync(data.subarray(done));
+  } catch {
+    // Nobody is reading stderr any more: there is nowhere left to say it.
+  }
 }
 
 /**

@@ -1,7 +1,10 @@
 /**
  * The simplified Accio server: one connection at a time, in order; for each,
  * the handshake, then the file's bytes counted as they arrive (never stored).
- * Clients that arrive meanwhile wait in the listen backlog, none refused.
+ * Clients that arrive meanwhile wait in the listen backlog, none refused: it
+ * is the shared {@link AcceptLoop} with a limit of 1. A connection that ends
+ * as `ERROR` gets the same `error <reason>` line and lingering close as the
+ * upload server's; the next client is served while it lingers.
  *
  * @example
  * ```ts
@@ -11,12 +14,13 @@
  * ```
  * @module
  */
+import { AcceptLoop, type ConnectionContext } from "./accept_loop.ts";
 import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
 import { describeError } from "./errors.ts";
 import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode } from "./handshake.ts";
 import { listenAll } from "./listen.ts";
 import { receiveUpload } from "./receiver.ts";
-import { closeQuietly } from "./socket_io.ts";
+import { LINGER_MS, ServerConn, SHUTDOWN_LINGER_MS } from "./server_conn.ts";
 
 /** Settings of a {@link CountingServer}. */
 export interface CountingServerOptions {
@@ -34,21 +38,26 @@ export interface CountingServerOptions {
   onLog?: (message: string) => void;
 }
 
+const SHUTDOWN_REASON = "server shut down before the upload finished";
+
 /** A running simplified server. */
 export class CountingServer {
   /** The address it listens on. */
   readonly addr: Deno.NetAddr;
   /** Settles once the server has stopped. */
   readonly finished: Promise<void>;
-  readonly #listener: Deno.TcpListener;
-  #current: Deno.Conn | undefined;
-  #stopping = false;
-  #aborted = false;
+  readonly #loop: AcceptLoop;
+  readonly #options: CountingServerOptions;
 
   private constructor(listener: Deno.TcpListener, options: CountingServerOptions) {
-    this.#listener = listener;
     this.addr = listener.addr;
-    this.finished = this.#serve(options);
+    this.#options = options;
+    this.#loop = new AcceptLoop(listener, {
+      limit: 1,
+      handle: (conn, context) => this.#serve(conn, context),
+      onLog: options.onLog,
+    });
+    this.finished = this.#loop.finished;
   }
 
   /**
@@ -62,50 +71,41 @@ export class CountingServer {
 
   /** Stops accepting; the connection in progress finishes first. */
   shutdown(): Promise<void> {
-    this.#stopping = true;
-    closeQuietly(this.#listener);
-    return this.finished;
+    return this.#loop.shutdown();
   }
 
   /** Stops at once; the connection in progress ends as `ERROR`. */
   close(): Promise<void> {
-    this.#aborted = true;
-    if (this.#current) closeQuietly(this.#current);
-    return this.shutdown();
+    return this.#loop.close();
   }
 
-  async #serve(options: CountingServerOptions): Promise<void> {
-    const log = options.onLog ?? (() => {});
-    const timeoutMs = options.idleTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const counter = { write: () => Promise.resolve() };
-    while (!this.#stopping) {
-      let conn: Deno.Conn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#stopping) break;
-        log(`accept failed, retrying: ${describeError(error)}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        continue;
-      }
-      this.#current = conn;
-      try {
-        const { bytes } = await receiveUpload(conn, counter, {
-          timeoutMs,
-          handshake: options.handshake ?? "auto",
-          maxBytes: Infinity,
-          maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
-          allowHeaderLines: false,
-        });
-        if (this.#aborted) throw new Error("server shut down before the upload finished");
-        options.onResult(String(bytes));
-      } catch (error) {
-        options.onResult("ERROR");
-        log(`connection ended in error: ${this.#aborted ? "server shut down" : describeError(error)}`);
-      } finally {
-        this.#current = undefined;
-        closeQuietly(conn);
-      }
+  async #serve(raw: Deno.Conn, { signal, release }: ConnectionContext): Promise<void> {
+    const conn = new ServerConn(raw);
+    const abort = () => conn.interrupt();
+    if (signal.aborted) abort();
+    signal.addEventListener("abort", abort, { once: true });
+    const timeoutMs = this.#options.idleTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    try {
+      const { bytes } = await receiveUpload(conn, { write: () => Promise.resolve() }, {
+        timeoutMs,
+        handshake: this.#options.handshake ?? "auto",
+        maxBytes: Infinity,
+        maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
+        allowHeaderLines: false,
+      });
+      if (signal.aborted) throw new Error(SHUTDOWN_REASON);
+      conn.finish();
+      this.#options.onResult(String(bytes));
+    } catch (error) {
+      const reason = signal.aborted ? SHUTDOWN_REASON : describeError(error);
+      const lingerMs = Math.min(signal.aborted ? SHUTDOWN_LINGER_MS : LINGER_MS, timeoutMs);
+      const refused = conn.refuse(reason, lingerMs, signal);
+      this.#options.onResult("ERROR");
+      this.#options.onLog?.(`connection ended in error: ${reason}`);
+      release(); // the next client need not wait for the lingering close
+      await refused;
+    } finally {
+      signal.removeEventListener("abort", abort);
     }
   }
 }

@@ -3,9 +3,10 @@
  * file bytes into a sink with an idle timeout on every read.
  *
  * Socket reads and sink writes overlap: while one buffer is being written the
- * reads fill the other. Buffers are allocated when file data starts and grow
- * while they fill, so an idle connection holds a few KiB and a bulk upload
- * moves large chunks.
+ * reads fill the other. Buffers are taken when file data starts, grow while
+ * reads fill them and shrink as soon as reads come back small, the large ones
+ * borrowed from a shared, bounded pool ({@link ReceiveBuffers}): an idle or
+ * trickling connection holds a few KiB, a bulk upload moves large chunks.
  *
  * @example
  * ```ts
@@ -18,6 +19,7 @@
  * ```
  * @module
  */
+import { type BufferPool, ReceiveBuffers, SHARED_POOL } from "./buffer_pool.ts";
 import { formatSeconds, IdleWatchdog } from "./deadline.ts";
 import { LimitError, TimeoutError } from "./errors.ts";
 import { GREETING, serverHandshake, type ServerHandshakeMode } from "./handshake.ts";
@@ -29,10 +31,6 @@ export interface ByteSink {
   write(chunk: Uint8Array): Promise<void>;
 }
 
-/** The receive loop's first buffer size, in bytes. */
-export const INITIAL_CHUNK = 16 * 1024;
-/** The largest buffer the receive loop grows to (two are in use). */
-export const MAX_CHUNK = 1024 * 1024;
 /** The handshake's read buffer: all an idle connection holds. */
 export const HANDSHAKE_BUFFER = 4 * 1024;
 
@@ -42,6 +40,8 @@ export interface StreamOptions {
   timeoutMs: number;
   /** Most bytes accepted in all (including `first`); more is a {@link LimitError}. Default: no limit. */
   maxBytes?: number;
+  /** Where large buffers are borrowed from. Default: the process's shared pool. */
+  pool?: BufferPool;
 }
 
 function checkLimit(total: number, maxBytes: number): void {
@@ -52,11 +52,11 @@ function checkLimit(total: number, maxBytes: number): void {
  * Writes `first` (bytes that arrived with the handshake), then every byte the
  * socket delivers until the peer closes its side.
  *
- * Two buffers: the next read fills one while the other is being written. A
- * read that fills half its buffer or more makes that buffer grow (to
- * {@link MAX_CHUNK}), so bulk uploads move large chunks and small ones stay
- * small. (Reading on into the same buffer while a write is in flight, to
- * batch, was tried: no measurable gain here, and twice the peak memory.)
+ * While reads come back large, two buffers: the next read fills one while the
+ * other is being written; while they come back small, one, each write settling
+ * before the next read. Their size follows the reads ({@link ReceiveBuffers}). (Reading on into the same
+ * buffer while a write is in flight, to batch, was tried: no measurable gain
+ * here, and twice the peak memory.)
  *
  * @returns the number of bytes written to `sink`.
  * @throws {TimeoutError} {ConnectionError} {LimitError}, or whatever `sink` throws.
@@ -65,7 +65,7 @@ export async function receiveStream(
   socket: Socket,
   first: Uint8Array,
   sink: ByteSink,
-  { timeoutMs, maxBytes = Infinity }: StreamOptions,
+  { timeoutMs, maxBytes = Infinity, pool = SHARED_POOL }: StreamOptions,
 ): Promise<number> {
   let total = first.length;
   checkLimit(total, maxBytes);
@@ -75,16 +75,17 @@ export async function receiveStream(
       writeError ??= error;
     });
   let pendingWrite = first.length > 0 ? startWrite(first) : Promise.resolve();
-  const buffers = [new Uint8Array(INITIAL_CHUNK), new Uint8Array(INITIAL_CHUNK)];
-  let next = 0;
+  const buffers = new ReceiveBuffers(pool);
+  let abandoned: Uint8Array | undefined;
   const watchdog = new IdleWatchdog(timeoutMs, () => closeQuietly(socket));
   try {
     for (;;) {
-      const buffer = buffers[next];
+      const buffer = buffers.next();
       let n: number | null;
       try {
         n = await socket.read(buffer);
       } catch (error) {
+        abandoned = buffer; // an interrupted read may still land in it: never lend it again
         throw watchdog.expired
           ? new TimeoutError(`no data for ${formatSeconds(timeoutMs)} while waiting for file data`)
           : connectionFailure(error, "while waiting for file data");
@@ -96,11 +97,8 @@ export async function receiveStream(
       await pendingWrite;
       if (writeError) throw writeError;
       pendingWrite = startWrite(buffer.subarray(0, n));
-      if (n * 2 >= buffer.length && buffer.length < MAX_CHUNK) {
-        // The write in flight keeps the old buffer alive until it completes.
-        buffers[next] = new Uint8Array(buffer.length * 2);
-      }
-      next ^= 1;
+      buffers.adapt(n);
+      if (buffers.single) await pendingWrite; // one buffer: it must be free before the next read
     }
     await pendingWrite;
     if (writeError) throw writeError;
@@ -108,6 +106,7 @@ export async function receiveStream(
   } finally {
     watchdog.stop();
     await pendingWrite;
+    buffers.release(abandoned);
   }
 }
 

@@ -6,6 +6,9 @@
  * Shaped like Go's `net/http` `Server`: explicit settings with defaults,
  * {@link AccioServer.shutdown} that stops accepting and drains uploads in
  * flight, and {@link AccioServer.close} that stops at once. Nothing global.
+ * Accepting is the shared {@link AcceptLoop}; every failed upload tells its
+ * client why with one `error <reason>` line and a lingering close
+ * ({@link ServerConn.refuse}), in every handshake mode.
  *
  * @example
  * ```ts
@@ -21,8 +24,10 @@ import { createHash } from "node:crypto";
 import { AccioError, describeError, ProtocolError } from "./errors.ts";
 import { parseHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
 import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode } from "./handshake.ts";
+import { AcceptLoop, type ConnectionContext } from "./accept_loop.ts";
 import { formatAddress, listenAll } from "./listen.ts";
 import { type Received, receiveUpload } from "./receiver.ts";
+import { LINGER_MS, ServerConn, SHUTDOWN_LINGER_MS } from "./server_conn.ts";
 import { closeQuietly, writeAll } from "./socket_io.ts";
 import { checkName } from "./upload_name.ts";
 import { type OpenReport, UploadDirectory, type UploadFile, uploadFileName } from "./upload_dir.ts";
@@ -86,11 +91,20 @@ export interface UploadOutcome {
 /** Default for {@link ServerOptions.maxConnections}. */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
 
-const ACCEPT_RETRY_MS = 100;
+const SHUTDOWN_REASON = "server shut down before the upload finished";
 
+/** One upload in progress. */
 interface Session {
-  conn: Deno.Conn;
-  abortReason?: string;
+  conn: ServerConn;
+  upload: UploadFile;
+  peer: string;
+  startedAt: Date;
+  /** Where the upload is stored: `N.file`, or the client's name. */
+  file: string;
+  headers: UploadHeaders;
+  /** The client sent extension headers: it gets `ok` on success. */
+  wantsReceipt: boolean;
+  received?: Received;
 }
 
 /** The settings that outlive start-up, defaults applied. */
@@ -105,25 +119,24 @@ export class AccioServer {
   /** Settles once the server has stopped and every connection has ended. */
   readonly finished: Promise<void>;
 
-  readonly #listener: Deno.TcpListener;
+  readonly #loop: AcceptLoop;
   readonly #options: Settings;
-  readonly #sessions = new Set<Session>();
-  #stopping = false;
-  #wake: (() => void) | undefined;
-  #lastThrottledLog = 0;
-  #backoffUntil = 0;
-  #suppressed = 0;
+  #uploads = 0;
 
   private constructor(
     listener: Deno.TcpListener,
     directory: UploadDirectory,
     options: Settings,
   ) {
-    this.#listener = listener;
     this.addr = listener.addr;
     this.directory = directory;
     this.#options = options;
-    this.finished = this.#acceptLoop().finally(() => directory.close());
+    this.#loop = new AcceptLoop(listener, {
+      limit: options.maxConnections,
+      handle: (conn, context) => this.#serve(conn, context),
+      onLog: options.onLog,
+    });
+    this.finished = this.#loop.finished.finally(() => directory.close());
   }
 
   /**
@@ -164,9 +177,9 @@ export class AccioServer {
     return new AccioServer(listener, directory, settings);
   }
 
-  /** Connections in progress. */
+  /** Uploads in progress (a connection whose upload has ended, lingering on its close, is not one). */
   get activeConnections(): number {
-    return this.#sessions.size;
+    return this.#uploads;
   }
 
   /**
@@ -174,169 +187,139 @@ export class AccioServer {
    * bounded by the idle timeout). Like nginx's SIGQUIT.
    */
   shutdown(): Promise<void> {
-    this.#stopAccepting();
-    return this.finished;
+    return this.#loop.shutdown();
   }
 
   /**
-   * Stops accepting and aborts every upload in flight: each ends as `ERROR`.
-   * Like nginx's SIGTERM.
+   * Stops accepting and aborts every upload in flight: each ends as `ERROR`,
+   * and its client gets the error line. Like nginx's SIGTERM.
    */
   close(): Promise<void> {
-    this.#stopAccepting();
-    for (const session of this.#sessions) {
-      session.abortReason ??= "server shut down before the upload finished";
-      closeQuietly(session.conn);
-    }
-    return this.finished;
+    return this.#loop.close();
   }
 
-  /** Logs at most one line per second, so a burst of identical failures cannot flood the log. */
-  #logThrottled(message: string): void {
-    const now = Date.now();
-    if (now - this.#lastThrottledLog < 1000) {
-      this.#suppressed++;
-      return;
-    }
-    const suppressed = this.#suppressed ? ` (${this.#suppressed} similar messages suppressed)` : "";
-    this.#options.onLog(message + suppressed);
-    this.#lastThrottledLog = now;
-    this.#suppressed = 0;
-  }
-
-  #stopAccepting(): void {
-    if (this.#stopping) return;
-    this.#stopping = true;
-    closeQuietly(this.#listener);
-    this.#wake?.();
-  }
-
-  /** Waits until {@link #wake} is called (a slot freed, or stopping), or `ms` pass. */
-  #pause(ms?: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = ms === undefined ? undefined : setTimeout(() => done(), ms);
-      const done = () => {
-        clearTimeout(timer);
-        this.#wake = undefined;
-        resolve();
-      };
-      this.#wake = done;
-    });
-  }
-
-  async #acceptLoop(): Promise<void> {
-    const inFlight = new Set<Promise<void>>();
-    while (!this.#stopping) {
-      if (this.#sessions.size >= this.#options.maxConnections) {
-        await this.#pause(); // excess clients wait in the kernel's backlog
-        continue;
-      }
-      if (Date.now() < this.#backoffUntil) {
-        await this.#pause(this.#backoffUntil - Date.now()); // out of descriptors or disk: let some free up
-        continue;
-      }
-      let conn: Deno.Conn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#stopping) break;
-        // EMFILE and friends: keep serving; descriptors come back as uploads end.
-        this.#logThrottled(`accept failed, retrying: ${describeError(error)}`);
-        this.#backoffUntil = Date.now() + ACCEPT_RETRY_MS;
-        continue;
-      }
-      const session: Session = { conn };
-      this.#sessions.add(session);
-      const handled = this.#serve(session).finally(() => {
-        this.#sessions.delete(session);
-        inFlight.delete(handled);
-        this.#wake?.();
-      });
-      inFlight.add(handled);
-    }
-    await Promise.all(inFlight);
-  }
-
-  async #serve(session: Session): Promise<void> {
-    const { conn } = session;
+  async #serve(raw: Deno.Conn, context: ConnectionContext): Promise<void> {
     const startedAt = new Date();
-    const peer = formatAddress(conn.remoteAddr);
+    const peer = formatAddress(raw.remoteAddr);
     let upload: UploadFile;
     try {
       upload = await this.directory.createNext();
     } catch (error) {
       // No number was used: the client sees the connection close before accio\r\n and reports an error.
-      closeQuietly(conn);
-      this.#logThrottled(`refused a connection from ${peer}: ${describeError(error)}`);
-      this.#backoffUntil = Date.now() + ACCEPT_RETRY_MS;
+      closeQuietly(raw);
+      this.#loop.logThrottled(`refused a connection from ${peer}: ${describeError(error)}`);
+      this.#loop.backOff();
       return;
     }
-    const { id } = upload;
-    let file = upload.finalPath;
-    const report = (outcome: "saved" | "error", bytes: number, extra: Partial<UploadOutcome>) =>
-      this.#options.onUpload({
-        id,
-        peer,
-        file,
-        outcome,
-        bytes,
-        startedAt,
-        durationMs: Date.now() - startedAt.getTime(),
-        ...extra,
-      });
-    const { allowHeaders, allowNames, idleTimeoutMs } = this.#options;
     if (this.#options.hashUploads) upload.hash = createHash("sha256");
-    let headers: UploadHeaders = {};
-    let wantsReceipt = false;
-    let received: Received | undefined;
+    const conn = new ServerConn(raw);
+    const session: Session = {
+      conn,
+      upload,
+      peer,
+      startedAt,
+      file: upload.finalPath,
+      headers: {},
+      wantsReceipt: false,
+    };
+    const abort = () => conn.interrupt();
+    if (context.signal.aborted) abort();
+    context.signal.addEventListener("abort", abort, { once: true });
+    this.#uploads++;
     try {
-      received = await receiveUpload(conn, upload, {
-        timeoutMs: idleTimeoutMs,
-        handshake: this.#options.handshake,
-        maxBytes: this.#options.maxUploadBytes,
-        maxHeaderBytes: this.#options.maxHeaderBytes,
-        allowHeaderLines: allowHeaders || allowNames,
-        onHandshake: async (lines) => {
-          wantsReceipt = lines.length > 0;
-          headers = parseHeaders(lines);
-          if (headers.name !== undefined) {
-            if (!allowNames) throw new ProtocolError("named uploads are not enabled on this server");
-            file = await upload.useName(checkName(headers.name));
-          }
-          if (headers.sha256 !== undefined) upload.hash ??= createHash("sha256");
-        },
-      });
-      if (session.abortReason) throw new AccioError(session.abortReason);
-      const sha256 = upload.hash?.digest("hex");
-      if (headers.length !== undefined && headers.length !== received.bytes) {
-        throw new ProtocolError(
-          `received ${received.bytes} bytes, but the client announced ${headers.length}`,
-        );
-      }
-      if (headers.sha256 !== undefined && headers.sha256 !== sha256) {
-        throw new ProtocolError("SHA-256 of the received bytes differs from the one the client announced");
-      }
-      await upload.commit();
-      if (wantsReceipt) await this.#sendReceipt(conn, RECEIPT_OK);
-      closeQuietly(conn);
-      report("saved", received.bytes, { handshake: received.handshake, name: headers.name, sha256 });
+      await this.#receive(session);
+      await this.#save(session, context.signal);
     } catch (error) {
-      const reason = session.abortReason ?? describeError(error);
-      if (wantsReceipt) await this.#sendReceipt(conn, `error ${reason}`);
-      closeQuietly(conn);
-      file = upload.finalPath;
-      const failure = await upload.fail();
-      report("error", upload.bytes, {
-        reason: failure ? `${reason}; ${failure}` : reason,
-        handshake: received?.handshake,
-        name: headers.name,
-      });
+      await this.#fail(session, error, context);
+    } finally {
+      context.signal.removeEventListener("abort", abort);
     }
   }
 
-  /** Best effort: the receipt of a client that sent header extensions. */
-  async #sendReceipt(conn: Deno.Conn, line: string): Promise<void> {
-    const safe = line.replace(/[\r\n]+/g, " ").slice(0, 512);
-    await writeAll(conn, new TextEncoder().encode(`${safe}\r\n`), 1_000, "the receipt").catch(() => {});
+  /** Runs the handshake and streams the file into the temporary file. */
+  async #receive(session: Session): Promise<void> {
+    const { allowHeaders, allowNames, idleTimeoutMs } = this.#options;
+    const { upload } = session;
+    session.received = await receiveUpload(session.conn, upload, {
+      timeoutMs: idleTimeoutMs,
+      handshake: this.#options.handshake,
+      maxBytes: this.#options.maxUploadBytes,
+      maxHeaderBytes: this.#options.maxHeaderBytes,
+      allowHeaderLines: allowHeaders || allowNames,
+      onHandshake: async (lines) => {
+        session.wantsReceipt = lines.length > 0;
+        session.headers = parseHeaders(lines);
+        const { name, sha256 } = session.headers;
+        if (name !== undefined) {
+          if (!allowNames) throw new ProtocolError("named uploads are not enabled on this server");
+          session.file = await upload.useName(checkName(name));
+        }
+        if (sha256 !== undefined) upload.hash ??= createHash("sha256");
+      },
+    });
+  }
+
+  /** Checks what the client announced, publishes the file, and confirms. */
+  async #save(session: Session, stop: AbortSignal): Promise<void> {
+    const { upload, headers, conn } = session;
+    const received = session.received!;
+    // A shutdown that came as the last bytes did: the upload is cut off like the others.
+    if (stop.aborted) throw new AccioError(SHUTDOWN_REASON);
+    const sha256 = upload.hash?.digest("hex");
+    if (headers.length !== undefined && headers.length !== received.bytes) {
+      throw new ProtocolError(`received ${received.bytes} bytes, but the client announced ${headers.length}`);
+    }
+    if (headers.sha256 !== undefined && headers.sha256 !== sha256) {
+      throw new ProtocolError("SHA-256 of the received bytes differs from the one the client announced");
+    }
+    await upload.commit();
+    if (session.wantsReceipt) {
+      await writeAll(conn.conn, new TextEncoder().encode(`${RECEIPT_OK}\r\n`), 1_000, "the receipt")
+        .catch(() => {});
+    }
+    conn.finish();
+    this.#report(session, "saved", received.bytes, { sha256 });
+  }
+
+  /**
+   * Tells the client why (error line, lingering close) while recording
+   * `ERROR`; the slot is freed once the upload is recorded, not after the linger.
+   */
+  async #fail(session: Session, error: unknown, context: ConnectionContext): Promise<void> {
+    const reason = context.signal.aborted ? SHUTDOWN_REASON : describeError(error);
+    const lingerMs = Math.min(
+      context.signal.aborted ? SHUTDOWN_LINGER_MS : LINGER_MS,
+      this.#options.idleTimeoutMs,
+    );
+    const refused = session.conn.refuse(reason, lingerMs, context.signal);
+    session.file = session.upload.finalPath;
+    const failure = await session.upload.fail();
+    this.#report(session, "error", session.upload.bytes, {
+      reason: failure ? `${reason}; ${failure}` : reason,
+    });
+    context.release();
+    await refused;
+  }
+
+  /** Ends the upload's count and tells `onUpload`; exactly once per upload, and never throws. */
+  #report(session: Session, outcome: "saved" | "error", bytes: number, extra: Partial<UploadOutcome>): void {
+    this.#uploads--;
+    const outcomeOf = {
+      id: session.upload.id,
+      peer: session.peer,
+      file: session.file,
+      outcome,
+      bytes,
+      startedAt: session.startedAt,
+      durationMs: Date.now() - session.startedAt.getTime(),
+      handshake: session.received?.handshake,
+      name: session.headers.name,
+      ...extra,
+    };
+    try {
+      this.#options.onUpload(outcomeOf);
+    } catch (error) {
+      this.#options.onLog(`reporting upload ${session.upload.id} failed: ${describeError(error)}`);
+    }
   }
 }

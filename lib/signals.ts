@@ -1,7 +1,9 @@
 /**
  * Signal handling for the servers, after nginx: SIGTERM and SIGINT stop at
  * once, SIGQUIT stops accepting and lets the work in flight finish. A second
- * signal during a graceful stop stops at once.
+ * signal during a graceful stop stops at once. Also what keeps a server
+ * process alive through what would otherwise end it: SIGXFSZ, and (a last
+ * resort) an error no code path caught.
  *
  * @example
  * ```ts
@@ -49,4 +51,28 @@ export function onStopSignals({ graceful, immediate }: StopHandlers): () => void
  */
 export function surviveFileSizeLimit(): void {
   Deno.addSignalListener("SIGXFSZ", () => {});
+}
+
+/**
+ * The last resort: an exception or rejected promise that no code path caught
+ * is logged and the process keeps serving, instead of ending with every upload
+ * in flight. Each such line is a bug to fix; until then it costs at most the
+ * connection it happened on.
+ *
+ * @example
+ * ```ts
+ * import { surviveUncaughtErrors } from "./signals.ts";
+ * surviveUncaughtErrors((line) => console.error(line));
+ * ```
+ */
+export function surviveUncaughtErrors(log: (message: string) => void): void {
+  const describe = (value: unknown) => value instanceof Error ? value.stack ?? value.message : String(value);
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    log(`internal error, kept running: unhandled rejection: ${describe(event.reason).replace(/\s+/g, " ")}`);
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    log(`internal error, kept running: ${describe(event.error ?? event.message).replace(/\s+/g, " ")}`);
+  });
 }

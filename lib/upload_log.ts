@@ -50,9 +50,13 @@ export class UploadLog {
     return written.then(() => undefined, (error) => `cannot append to ${this.path}: ${describeError(error)}`);
   }
 
-  /** Waits for pending lines, then closes the file. */
+  /** Waits for pending lines, then closes the file. Never throws. */
   async close(): Promise<void> {
     await this.#queue;
-    this.#file.close();
+    try {
+      this.#file.close();
+    } catch {
+      // Already closed: nothing left to release.
+    }
   }
 }

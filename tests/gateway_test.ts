@@ -319,3 +319,67 @@ Deno.test("client progress bar: shown in a terminal, absent when piped or --quie
   assert.equal(quiet.code, 0, quiet.output);
   assert.doesNotMatch(quiet.output, /ETA|%/);
 });
+
+/** Sends `request` raw to the metrics port; returns the whole response, or "reset". */
+async function rawHttp(port: number, request: Uint8Array): Promise<string> {
+  const conn = await connect(port);
+  try {
+    await conn.write(request);
+    const reply = await readToEnd(conn, 10_000).catch(() => "reset" as const);
+    return reply === "reset" ? reply : text(reply);
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("metrics: only GET /metrics and / answer; other methods, paths and garbage get 405/404/400", async () => {
+  const { freePort } = await import("./helpers.ts");
+  const metricsPort = freePort();
+  await using _server = await startServer("server", { extra: ["--metrics-port", String(metricsPort)] });
+  const status = (response: string) => response.split("\r\n")[0];
+  const ok = await rawHttp(metricsPort, bytes("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+  assert.equal(status(ok), "HTTP/1.1 200 OK");
+  assert.match(ok, /\r\n\r\n# HELP accio_connections_total /);
+  const length = Number(/\r\ncontent-length: (\d+)\r\n/i.exec(ok)?.[1]);
+  assert.equal(length, bytes(ok.slice(ok.indexOf("\r\n\r\n") + 4)).length, "Content-Length matches the body");
+  assert.equal(status(await rawHttp(metricsPort, bytes("GET /?x=1 HTTP/1.0\r\n\r\n"))), "HTTP/1.1 200 OK");
+  assert.equal(
+    status(await rawHttp(metricsPort, bytes("GET /other HTTP/1.1\r\n\r\n"))),
+    "HTTP/1.1 404 Not Found",
+  );
+  assert.equal(
+    status(await rawHttp(metricsPort, bytes("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"))),
+    "HTTP/1.1 405 Method Not Allowed",
+  );
+  assert.equal(
+    status(await rawHttp(metricsPort, bytes("\x00\x01 nonsense\r\n\r\n"))),
+    "HTTP/1.1 400 Bad Request",
+  );
+  const huge = bytes(`GET /metrics HTTP/1.1\r\nX-Big: ${"a".repeat(64 * 1024)}\r\n\r\n`);
+  assert.match(await rawHttp(metricsPort, huge), /^(HTTP\/1\.1 400 Bad Request|reset)/);
+  const fetched = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  assert.equal(fetched.status, 200);
+  assert.match(await fetched.text(), /accio_connections_active 0/);
+});
+
+Deno.test("metrics: an idle or half-sent request is closed within 5 s", async () => {
+  const { freePort } = await import("./helpers.ts");
+  const metricsPort = freePort();
+  await using _server = await startServer("server", { extra: ["--metrics-port", String(metricsPort)] });
+  const idle = await connect(metricsPort);
+  const half = await connect(metricsPort);
+  try {
+    await half.write(bytes("GET /metrics HTTP/1.1\r\nHost: x\r\n"));
+    const started = Date.now();
+    await Promise.all([idle, half].map((conn) =>
+      readToEnd(conn, 8_000).catch((e) => {
+        if (/did not close/.test(String(e))) throw e;
+      })
+    ));
+    const waited = Date.now() - started;
+    assert.ok(waited < 7_000, `held for ${waited} ms`);
+  } finally {
+    idle.close();
+    half.close();
+  }
+});

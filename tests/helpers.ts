@@ -338,6 +338,26 @@ export async function rawDoubleUpload(port: number, rest: Uint8Array): Promise<U
   }
 }
 
+/**
+ * A raw single-handshake upload: the greeting, `data`, a half-close, and
+ * whatever the server sends until it closes (or `"reset"`). Write errors are
+ * ignored, as in {@link rawDoubleUpload}.
+ */
+export async function rawUploadReply(port: number, data: Uint8Array): Promise<Uint8Array | "reset"> {
+  const conn = await connect(port);
+  try {
+    await readExactly(conn, 7);
+    await writeAll(conn, data).catch(() => {});
+    await conn.closeWrite().catch(() => {});
+    return await readToEnd(conn, 10_000).catch(() => "reset" as const);
+  } finally {
+    conn.close();
+  }
+}
+
+/** The bytes of `reply` as text, or `"reset"`. */
+export const replyText = (reply: Uint8Array | "reset"): string => reply === "reset" ? reply : text(reply);
+
 /** Connects, reads the greeting, sends `data`, half-closes, and waits for the server to close. */
 export async function rawUpload(port: number, data: Uint8Array, hostname = "127.0.0.1"): Promise<void> {
   const conn = await connect(port, hostname);

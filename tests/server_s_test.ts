@@ -3,12 +3,15 @@ import assert from "node:assert/strict";
 import {
   bytes,
   connect,
+  delay,
   makeFile,
   rawDoubleUpload,
   rawUpload,
+  rawUploadReply,
   readExactly,
   readToEnd,
   readWithTimeout,
+  replyText,
   runClient,
   spawnProgram,
   startServer,
@@ -56,6 +59,10 @@ Deno.test("server-s prints ERROR after the idle timeout, then serves the next cl
   try {
     await readExactly(stalled, 7);
     await writeAll(stalled, bytes("some"));
+    assert.equal(
+      replyText(await readToEnd(stalled, 5_000)),
+      "error no data for 1 s while waiting for file data\r\n",
+    );
     await waitFor(() => lines(server.proc.stdout).length === 1, 5_000, "ERROR");
   } finally {
     stalled.close();
@@ -117,6 +124,10 @@ Deno.test("server-s on SIGTERM mid-upload prints ERROR and exits 0 at once", asy
     await new Promise((r) => setTimeout(r, 100));
     const status = await server.proc.stop("SIGTERM", 3_000);
     assert.equal(status.code, 0);
+    assert.equal(
+      replyText(await readToEnd(conn, 5_000)),
+      "error server shut down before the upload finished\r\n",
+    );
   } finally {
     conn.close();
   }
@@ -153,4 +164,81 @@ Deno.test("server-s on SIGQUIT finishes the upload in progress, prints its count
   const status = await server.proc.wait(5_000);
   assert.equal(status.code, 0);
   assert.deepEqual(lines(server.proc.stdout), ["22"]);
+});
+
+Deno.test("server-s: a broken double handshake prints ERROR and the client reads why", async () => {
+  await using server = await startServer("server-s");
+  const reply = await rawDoubleUpload(server.port, bytes("confirm-accio-again\r\nname: x\r\n\r\ndata"));
+  assert.equal(
+    replyText(reply),
+    'error header line "name: x" sent, but this server accepts no header extensions\r\n',
+  );
+  await waitFor(() => lines(server.proc.stdout).length === 1, 5_000, "ERROR");
+  assert.deepEqual(lines(server.proc.stdout), ["ERROR"]);
+});
+
+Deno.test("server-s: the client after a failed one is served at once, not after the lingering close", async () => {
+  await using server = await startServer("server-s", { extra: ["--timeout", "5"] });
+  const refused = await connect(server.port);
+  const next = await connect(server.port);
+  try {
+    await readExactly(refused, 7);
+    // A broken double handshake, and the peer keeps its side open: the server lingers on it.
+    await writeAll(refused, bytes("confirm-accio\r\n"));
+    await readExactly(refused, 7);
+    await writeAll(refused, bytes("not-confirm-accio-again\r\n"));
+    const started = Date.now();
+    assert.equal(text(await readExactly(next, 7, 5_000)), "accio\r\n");
+    assert.ok(Date.now() - started < 1_500, `the next client waited ${Date.now() - started} ms`);
+    await writeAll(next, bytes("abc"));
+    await next.closeWrite();
+    await readToEnd(next);
+  } finally {
+    refused.close();
+    next.close();
+  }
+  await waitFor(() => lines(server.proc.stdout).length === 2, 5_000, "two results");
+  assert.deepEqual(lines(server.proc.stdout), ["ERROR", "3"]);
+});
+
+Deno.test("server-s keeps serving when its stdout's reader is gone (EPIPE)", async () => {
+  const { freePort, taskArgs } = await import("./helpers.ts");
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...taskArgs("server-s"), String(port)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    let seen = "";
+    while (!seen.includes("listening on")) seen += (await stderr.read()).value ?? "";
+    await child.stdout.cancel(); // the reader of stdout exits: the next count meets a broken pipe
+    for (let i = 0; i < 3; i++) await rawUpload(port, bytes(`upload ${i}`));
+    const reply = await rawUploadReply(port, bytes("still counted"));
+    assert.deepEqual(reply, new Uint8Array(0));
+    const status = await Promise.race([child.status, delay(300).then(() => "running" as const)]);
+    assert.equal(status, "running", "server-s ended after a write to a closed stdout");
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+    await stderr.cancel();
+  }
+});
+
+Deno.test("server-s log lines start with an ISO 8601 timestamp, then server-s:", async () => {
+  await using server = await startServer("server-s", { extra: ["--timeout", "0.5"] });
+  const idle = await connect(server.port);
+  try {
+    await readToEnd(idle, 5_000);
+  } finally {
+    idle.close();
+  }
+  await waitFor(() => server.proc.stderr.includes("ended in error"), 5_000, "the error's log line");
+  const logged = server.proc.stderr.split("\n").filter((l) => l !== "");
+  assert.ok(logged.length >= 2, server.proc.stderr);
+  for (const line of logged) {
+    assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z server-s: /, line);
+  }
 });

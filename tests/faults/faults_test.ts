@@ -7,6 +7,7 @@
  * Run: `deno task test:faults` (CI runs it after the main suite).
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import {
   canUnshareMounts,
   connect,
@@ -680,6 +681,254 @@ Deno.test("fault: 50 clients interrupted mid-upload by SIGINT, SIGTERM and SIGHU
     note: `${truncated} of ${count} truncated; exit 130/143/129, one line each`,
   });
   await Deno.remove(work, { recursive: true });
+});
+
+Deno.test("fault: metrics scraped while descriptors are exhausted (ulimit -n 48)", async () => {
+  const { freePort } = await import("../helpers.ts");
+  const metricsPort = freePort();
+  await using server = await startServer("server", {
+    wrap: ["prlimit", "--nofile=48:48", "--"],
+    extra: ["--metrics-port", String(metricsPort)],
+  });
+  const before = await snapshot(server.dir);
+  const attempts: Attempt[] = [];
+  const hogs: Deno.TcpConn[] = [];
+  for (let i = 0; i < 60; i++) hogs.push(await connect(server.port));
+  await waitFor(
+    () => /accept failed|refused a connection/.test(server.proc.stderr),
+    10_000,
+    "EMFILE in the log",
+  );
+  // Scrapes while no descriptor is left: they wait in the backlog; the server must not end.
+  const scrapes = Array.from({ length: 5 }, async () => {
+    const conn = await connect(metricsPort).catch(() => undefined);
+    if (!conn) return "refused";
+    try {
+      await writeAll(conn, enc("GET /metrics HTTP/1.1\r\n\r\n")).catch(() => {});
+      const reply = await readToEnd(conn, 15_000).catch(() => "reset" as const);
+      return reply === "reset" ? reply : new TextDecoder().decode(reply).split("\r\n")[0];
+    } finally {
+      conn.close();
+    }
+  });
+  await delay(1_000);
+  assert.ok(!server.proc.exited, `server ended: ${server.proc.stderr}`);
+  for (const hog of hogs) {
+    await hog.closeWrite().catch(() => {});
+    attempts.push({ content: new Uint8Array(0), expect: "either" });
+  }
+  await Promise.all(hogs.map((hog) => readToEnd(hog, 10_000).catch(() => {}).finally(() => hog.close())));
+  // Once descriptors are back, the waiting scrapes are answered.
+  assert.deepEqual(await Promise.all(scrapes), Array(5).fill("HTTP/1.1 200 OK"));
+  let body = "";
+  await waitFor(
+    async () => {
+      body = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text(), () => "");
+      return body.includes("accio_connections_total");
+    },
+    10_000,
+    "a scrape after descriptors freed up",
+  );
+  const content = uniqueContent("after-metrics-emfile", 10_000);
+  let delivered = false;
+  for (let tries = 0; tries < 50 && !delivered; tries++) {
+    delivered = await cleanUpload(server.port, content);
+    if (!delivered) await delay(100);
+  }
+  assert.ok(delivered, "no upload after descriptors freed up");
+  attempts.push({ content, expect: "clean" });
+  const { verified, lost } = await verify(server.dir, attempts, before);
+  assert.equal(lost, 0);
+  assert.ok(!server.proc.exited, "server crashed");
+  record({
+    scenario: "metrics scrapes, descriptors exhausted",
+    connections: hogs.length + 1 + scrapes.length,
+    faults: hogs.length + scrapes.length,
+    verified,
+    lost,
+    crashes: 0,
+  });
+});
+
+Deno.test("fault: stderr's reader exits (EPIPE on every log line)", async () => {
+  const { freePort, taskArgs } = await import("../helpers.ts");
+  const port = freePort();
+  const dir = await tempDir();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...taskArgs("server"), "--verbose", "--max-size", "100K", "--timeout", "1", String(port), dir],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const running = () => Promise.race([child.status.then(() => false), delay(200).then(() => true)]);
+  try {
+    let seen = "";
+    while (!seen.includes("listening on")) seen += (await stderr.read()).value ?? "";
+    await stderr.cancel(); // like `2>&1 | logger` with the logger gone
+    const attempts: Attempt[] = [];
+    for (let i = 0; i < 10; i++) {
+      // Saved uploads (logged with --verbose), refused ones and idle ones all write a log line.
+      const content = uniqueContent(`epipe-${i}`, i % 3 === 1 ? 200_000 : 5_000);
+      const clean = i % 3 === 1 ? false : await cleanUpload(port, content);
+      if (i % 3 === 1) await cleanUpload(port, content);
+      attempts.push({ content, expect: i % 3 === 1 ? "error" : clean ? "clean" : "either" });
+    }
+    assert.ok(await running(), "the server ended after writing to a closed stderr");
+    const last = uniqueContent("epipe-last", 1000);
+    assert.ok(await cleanUpload(port, last), "the server stopped storing");
+    attempts.push({ content: last, expect: "clean" });
+    const { verified, lost } = await verify(dir, attempts, new Map());
+    assert.equal(lost, 0);
+    assert.ok(await running(), "the server ended");
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0, "exit code after SIGTERM with a closed stderr");
+    record({
+      scenario: "stderr reader gone (EPIPE)",
+      connections: 11,
+      faults: 11,
+      verified,
+      lost,
+      crashes: 0,
+    });
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+  }
+});
+
+Deno.test({
+  name: "fault: 1,000 peers that burst 4 MiB, then trickle 1 byte a second: RSS ≤ 128 KiB per peer",
+  ignore: !canUnshare,
+  async fn() {
+    const peers = 1000;
+    const burst = new Uint8Array(4 * 1024 * 1024);
+    crypto.getRandomValues(burst.subarray(0, 65536));
+    for (let i = 65536; i < burst.length; i += 65536) burst.copyWithin(i, 0, 65536);
+    const mountPoint = await tempDir();
+    const saves = `${mountPoint}/saves`;
+    // 4 GiB of uploads: a private tmpfs keeps them off the disk, and is gone with the server.
+    const wrap = inPrivateMounts(`mount -t tmpfs -o size=4600m tmpfs "${mountPoint}" && mkdir "${saves}"`);
+    await using server = await startServer("server", { dir: saves, wrap, extra: ["--timeout", "10"] });
+    const view = `/proc/${server.proc.pid}/root${saves}`;
+    const rssKiB = async (field: "VmRSS" | "VmHWM") =>
+      Number(
+        new RegExp(`${field}:\\s+(\\d+)`).exec(
+          await Deno.readTextFile(`/proc/${server.proc.pid}/status`),
+        )![1],
+      );
+    assert.ok(await cleanUpload(server.port, uniqueContent("warm-up", 2 * 1024 * 1024)));
+    await delay(200);
+    const baseline = await rssKiB("VmRSS");
+    const trickling: { conn: Deno.TcpConn; tag: Uint8Array; sent: number }[] = [];
+    let ticking = true;
+    const ticker = (async () => {
+      while (ticking) {
+        await delay(1_000);
+        await Promise.all(trickling.map(async (peer) => {
+          await writeAll(peer.conn, new Uint8Array([peer.sent++ & 0xff]));
+        }));
+      }
+    })();
+    const started = performance.now();
+    await pool(peers, 50, async (i) => {
+      const tag = enc(`burst-${String(i).padStart(6, "0")}:`);
+      const upload = await openUpload(server.port, tag);
+      await writeAll(upload.conn, burst);
+      trickling.push({ conn: upload.conn, tag, sent: 0 });
+    });
+    const burstMs = performance.now() - started;
+    // Every burst has reached the server's files; then at least two trickled bytes each.
+    await waitFor(
+      async () => {
+        let complete = 0;
+        for await (const entry of Deno.readDir(view)) {
+          if (
+            entry.name.endsWith(".part") && (await Deno.stat(`${view}/${entry.name}`)).size >= burst.length
+          ) {
+            complete++;
+          }
+        }
+        return complete >= peers;
+      },
+      60_000,
+      "every burst on the server's disk",
+    );
+    const firstTrickle = trickling.map((p) => p.sent);
+    await waitFor(
+      () => trickling.every((p, i) => p.sent >= firstTrickle[i] + 2),
+      10_000,
+      "two trickles each",
+    );
+    await delay(300);
+    const trickleRss = await rssKiB("VmRSS");
+    const peak = await rssKiB("VmHWM");
+    ticking = false;
+    await ticker;
+    const perPeer = (trickleRss - baseline) / peers;
+    console.log(
+      `burst-then-trickle: RSS ${(baseline / 1024).toFixed(0)} MiB -> ${
+        (trickleRss / 1024).toFixed(0)
+      } MiB ` +
+        `with ${peers} trickling peers (${perPeer.toFixed(1)} KiB each; peak ${
+          (peak / 1024).toFixed(0)
+        } MiB); ` +
+        `bursts took ${(burstMs / 1000).toFixed(1)} s`,
+    );
+    // Finish every upload cleanly; each file is its tag, the burst, then the trickled bytes.
+    const delivered = await Promise.all(trickling.map(async (peer) => {
+      await peer.conn.closeWrite();
+      const reply = await readToEnd(peer.conn, 30_000).catch(() => "reset" as const);
+      peer.conn.close();
+      return reply !== "reset" && reply.length === 0;
+    }));
+    assert.equal(delivered.filter(Boolean).length, peers, "an upload was not confirmed");
+    // Every file, every byte: its tag, the burst, then the trickled bytes 0, 1, 2, ...
+    const byTag = new Map(trickling.map((p) => [new TextDecoder().decode(p.tag), p]));
+    const expectedBurst = Buffer.from(burst.buffer, burst.byteOffset, burst.length);
+    const data = new Uint8Array(trickling[0].tag.length + burst.length + 64);
+    const verifyStarted = performance.now();
+    let verified = 0;
+    for (let n = 2; n <= peers + 1; n++) {
+      await using file = await Deno.open(`${view}/${n}.file`);
+      let length = 0;
+      for (;;) {
+        const got = length < data.length ? await file.read(data.subarray(length)) : null;
+        if (got === null) break;
+        length += got;
+      }
+      const tagLength = trickling[0].tag.length;
+      const owner = byTag.get(new TextDecoder().decode(data.subarray(0, tagLength)));
+      assert.ok(owner, `${n}.file does not start with a peer's tag`);
+      byTag.delete(new TextDecoder().decode(owner.tag));
+      assert.equal(length, tagLength + burst.length + owner.sent, `${n}.file size`);
+      const stored = Buffer.from(data.buffer, data.byteOffset + tagLength, burst.length);
+      assert.ok(stored.equals(expectedBurst), `${n}.file: the burst differs from what was sent`);
+      const tail = data.subarray(tagLength + burst.length, length);
+      assert.ok(tail.every((b, i) => b === (i & 0xff)), `${n}.file: the trickled bytes differ`);
+      verified++;
+    }
+    console.log(
+      `burst-then-trickle: ${verified} files checked byte for byte in ${
+        ((performance.now() - verifyStarted) / 1000).toFixed(1)
+      } s`,
+    );
+    assert.ok(!server.proc.exited, "server crashed");
+    record({
+      scenario: "burst 4 MiB, then trickle (1,000 peers)",
+      connections: peers + 1,
+      faults: peers,
+      verified: verified + 1,
+      lost: 0,
+      crashes: 0,
+      note: `RSS +${perPeer.toFixed(0)} KiB per trickling peer`,
+    });
+    assert.ok(perPeer <= 128, `server RSS grew by ${perPeer.toFixed(1)} KiB per trickling peer`);
+  },
 });
 
 Deno.test("fault suite summary", () => {

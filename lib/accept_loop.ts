@@ -1,0 +1,185 @@
+/**
+ * The one accept loop of every listener in Accio: the upload server, the
+ * simplified server (a limit of 1) and the metrics responder.
+ *
+ * It serves at most `limit` connections at once (more wait in the kernel's
+ * listen backlog), never ends because accepting failed (out of descriptors,
+ * EMFILE: it pauses {@link ACCEPT_RETRY_MS} and retries, logging one line a
+ * second at most), and stops in one of two ways, like Go's `net/http`:
+ * {@link AcceptLoop.shutdown} stops accepting and lets the connections in
+ * flight finish, {@link AcceptLoop.close} also aborts them.
+ *
+ * @example
+ * ```ts
+ * import { AcceptLoop } from "./accept_loop.ts";
+ * const loop = new AcceptLoop(Deno.listen({ port: 8000 }), {
+ *   limit: 16,
+ *   handle: async (conn, { signal }) => {
+ *     signal.addEventListener("abort", () => conn.close());
+ *     await conn.write(new TextEncoder().encode("hello\n"));
+ *     conn.close();
+ *   },
+ * });
+ * Deno.addSignalListener("SIGTERM", () => loop.close());
+ * await loop.finished;
+ * ```
+ * @module
+ */
+import { describeError } from "./errors.ts";
+import { closeQuietly } from "./socket_io.ts";
+
+/** How long accepting pauses after a failure (EMFILE and friends), in ms. */
+export const ACCEPT_RETRY_MS = 100;
+
+/** What a connection's handler gets besides the connection. */
+export interface ConnectionContext {
+  /** Aborted by {@link AcceptLoop.close}: the handler should end its connection now. */
+  readonly signal: AbortSignal;
+  /** Frees this connection's slot before the handler returns (say, before a lingering close). */
+  release(): void;
+}
+
+/** Settings of an {@link AcceptLoop}. */
+export interface AcceptLoopOptions {
+  /** Connections handled at once; more wait in the listen backlog. */
+  limit: number;
+  /** Serves one connection; its slot is held until it settles (or calls `release`). */
+  handle: (conn: Deno.Conn, context: ConnectionContext) => Promise<void>;
+  /** Receives the throttled operational messages. Default: nothing. */
+  onLog?: (message: string) => void;
+}
+
+/** A running accept loop; it starts in the constructor. */
+export class AcceptLoop {
+  /** Settles once accepting has stopped and every handler has settled. Never rejects. */
+  readonly finished: Promise<void>;
+  readonly #listener: Deno.Listener;
+  readonly #options: AcceptLoopOptions;
+  readonly #abort = new AbortController();
+  readonly #handlers = new Set<Promise<void>>();
+  #slots = 0;
+  #stopping = false;
+  #wake: (() => void) | undefined;
+  #backoffUntil = 0;
+  #lastLog = 0;
+  #suppressed = 0;
+
+  /** Starts accepting on `listener`. */
+  constructor(listener: Deno.Listener, options: AcceptLoopOptions) {
+    this.#listener = listener;
+    this.#options = options;
+    this.finished = this.#run();
+  }
+
+  /** Connections holding a slot. */
+  get active(): number {
+    return this.#slots;
+  }
+
+  /** Pauses accepting for `ms` (a handler met a resource shortage: let some free up). */
+  backOff(ms: number = ACCEPT_RETRY_MS): void {
+    this.#backoffUntil = Math.max(this.#backoffUntil, Date.now() + ms);
+  }
+
+  /** Logs at most one line a second, so a burst of identical failures cannot flood the log. */
+  logThrottled(message: string): void {
+    const now = Date.now();
+    if (now - this.#lastLog < 1000) {
+      this.#suppressed++;
+      return;
+    }
+    const suppressed = this.#suppressed ? ` (${this.#suppressed} similar messages suppressed)` : "";
+    this.#options.onLog?.(message + suppressed);
+    this.#lastLog = now;
+    this.#suppressed = 0;
+  }
+
+  /**
+   * Stops accepting and waits for the connections in flight; after
+   * `deadlineMs`, if given, aborts those still running (see {@link close}).
+   */
+  shutdown(deadlineMs?: number): Promise<void> {
+    this.#stopAccepting();
+    if (deadlineMs !== undefined) {
+      const timer = setTimeout(() => this.close(), deadlineMs);
+      this.finished.then(() => clearTimeout(timer));
+    }
+    return this.finished;
+  }
+
+  /** Stops accepting and aborts every handler's signal; resolves once they have settled. */
+  close(): Promise<void> {
+    this.#stopAccepting();
+    this.#abort.abort();
+    return this.finished;
+  }
+
+  #stopAccepting(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    closeQuietly(this.#listener);
+    this.#wake?.();
+  }
+
+  /** Waits until {@link #wake} is called (a slot freed, or stopping), or `ms` pass. */
+  #pause(ms?: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(() => done(), ms);
+      const done = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+      this.#wake = done;
+    });
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopping) {
+      if (this.#slots >= this.#options.limit) {
+        await this.#pause(); // excess clients wait in the kernel's backlog
+        continue;
+      }
+      const wait = this.#backoffUntil - Date.now();
+      if (wait > 0) {
+        await this.#pause(wait);
+        continue;
+      }
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#stopping) break;
+        // EMFILE and friends: keep serving; descriptors come back as connections end.
+        this.logThrottled(`accept failed, retrying: ${describeError(error)}`);
+        this.backOff();
+        continue;
+      }
+      this.#start(conn);
+    }
+    while (this.#handlers.size > 0) await Promise.all(this.#handlers);
+  }
+
+  #start(conn: Deno.Conn): void {
+    this.#slots++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.#slots--;
+      this.#wake?.();
+    };
+    const handled: Promise<void> = Promise.resolve()
+      .then(() => this.#options.handle(conn, { signal: this.#abort.signal, release }))
+      .catch((error) => {
+        // A handler bug must cost one connection, never the loop.
+        closeQuietly(conn);
+        this.logThrottled(`connection ended by an internal error: ${describeError(error)}`);
+      })
+      .finally(() => {
+        release();
+        this.#handlers.delete(handled);
+      });
+    this.#handlers.add(handled);
+  }
+}
