@@ -1,7 +1,7 @@
 /** The command-line surface of all three programs: --help, --version, usage errors. */
 import assert from "node:assert/strict";
 import denoConfig from "../deno.json" with { type: "json" };
-import { spawnProgram } from "./helpers.ts";
+import { spawnProgram } from "./support/process.ts";
 
 for (const program of ["server", "client", "server-s"] as const) {
   Deno.test(`${program} --help prints the usage and exits 0`, async () => {

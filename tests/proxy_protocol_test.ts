@@ -15,7 +15,9 @@ import {
   readProxyHeader,
   V2_SIGNATURE,
 } from "../lib/proxy_protocol.ts";
-import { bytes, delay, readToEnd } from "./helpers.ts";
+import { bytes } from "./support/encoding.ts";
+import { delay } from "./support/wait.ts";
+import { readToEnd } from "./support/wire.ts";
 
 const concat = (...parts: Uint8Array[]): Uint8Array => {
   const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));

@@ -8,7 +8,9 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { connect, listDir, readExactly, readToEnd, sha256, text, writeAll } from "../helpers.ts";
+import { text } from "../support/encoding.ts";
+import { listDir, sha256 } from "../support/files.ts";
+import { connect, readToEnd, recvExactly, sendAll } from "../support/wire.ts";
 
 /** What one connection of a scenario did. */
 export interface Attempt {
@@ -170,13 +172,13 @@ export async function cleanUpload(port: number, content: Uint8Array): Promise<bo
  */
 export async function openUpload(port: number, partial: Uint8Array) {
   const conn = await connect(port);
-  await readExactly(conn, 7);
-  await writeAll(conn, partial);
+  await recvExactly(conn, 7);
+  await sendAll(conn, partial);
   return {
     conn,
     async finish(rest: Uint8Array): Promise<boolean> {
       try {
-        await writeAll(conn, rest);
+        await sendAll(conn, rest);
         await conn.closeWrite();
         return (await readToEnd(conn, 30_000)) !== "reset";
       } catch {
