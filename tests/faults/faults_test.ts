@@ -9,13 +9,21 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { listDir, tempDir } from "../support/files.ts";
-import { runClient, spawnPeer, spawnProgram, startServer, taskArgs } from "../support/process.ts";
+import {
+  runClient,
+  type RunningServer,
+  spawnPeer,
+  spawnProgram,
+  startServer,
+  taskArgs,
+} from "../support/process.ts";
 import { canUnshareMounts, inPrivateMounts } from "../support/system.ts";
 import { delay, waitFor } from "../support/wait.ts";
 import { connect, freePort, readToEnd, recvExactly, sendAll } from "../support/wire.ts";
 import {
   type Attempt,
   cleanUpload,
+  cleanUploadEventually,
   openUpload,
   record,
   snapshot,
@@ -39,6 +47,27 @@ async function pool<T>(count: number, width: number, task: (i: number) => Promis
     }
   }));
   return results;
+}
+
+/** Opens `count` idle connections, more than the server has descriptors, and waits for it to log running out. */
+async function hogDescriptors(server: RunningServer, count: number): Promise<Deno.TcpConn[]> {
+  const hogs: Deno.TcpConn[] = [];
+  for (let i = 0; i < count; i++) hogs.push(await connect(server.port));
+  await waitFor(
+    () => /accept failed|refused a connection/.test(server.proc.stderr),
+    10_000,
+    "EMFILE in the log",
+  );
+  return hogs;
+}
+
+/** Half-closes every idle peer holding a descriptor (each an `either` attempt) and waits for the server's close. */
+async function releaseHogs(hogs: Deno.TcpConn[], attempts: Attempt[]): Promise<void> {
+  for (const hog of hogs) {
+    await hog.closeWrite().catch(() => {});
+    attempts.push({ content: new Uint8Array(0), expect: "either" });
+  }
+  await Promise.all(hogs.map((hog) => readToEnd(hog, 10_000).catch(() => {}).finally(() => hog.close())));
 }
 
 Deno.test("fault: resets mid-upload", async () => {
@@ -308,26 +337,12 @@ Deno.test("fault: descriptor exhaustion (ulimit -n 48) never stops the accept lo
   const before = await snapshot(server.dir);
   const attempts: Attempt[] = [];
   // Far more connections than descriptors; each sends nothing and stays open.
-  const hogs: Deno.TcpConn[] = [];
-  for (let i = 0; i < 60; i++) hogs.push(await connect(server.port));
-  await waitFor(
-    () => /accept failed|refused a connection/.test(server.proc.stderr),
-    10_000,
-    "EMFILE in the log",
-  );
-  for (const hog of hogs) {
-    await hog.closeWrite().catch(() => {});
-    attempts.push({ content: new Uint8Array(0), expect: "either" });
-  }
-  await Promise.all(hogs.map((hog) => readToEnd(hog, 10_000).catch(() => {}).finally(() => hog.close())));
+  const hogs = await hogDescriptors(server, 60);
+  await releaseHogs(hogs, attempts);
   // Service resumes as descriptors come back.
   for (let i = 0; i < 5; i++) {
     const content = uniqueContent(`after-emfile-${i}`, 50_000);
-    let delivered = false;
-    for (let tries = 0; tries < 50 && !delivered; tries++) {
-      delivered = await cleanUpload(server.port, content);
-      if (!delivered) await delay(100);
-    }
+    const delivered = await cleanUploadEventually(server.port, content);
     assert.ok(delivered, "service did not resume after descriptors freed up");
     attempts.push({ content, expect: "clean" });
   }
@@ -679,13 +694,7 @@ Deno.test("fault: metrics scraped while descriptors are exhausted (ulimit -n 48)
   });
   const before = await snapshot(server.dir);
   const attempts: Attempt[] = [];
-  const hogs: Deno.TcpConn[] = [];
-  for (let i = 0; i < 60; i++) hogs.push(await connect(server.port));
-  await waitFor(
-    () => /accept failed|refused a connection/.test(server.proc.stderr),
-    10_000,
-    "EMFILE in the log",
-  );
+  const hogs = await hogDescriptors(server, 60);
   // Scrapes while no descriptor is left: they wait in the backlog; the server must not end.
   const scrapes = Array.from({ length: 5 }, async () => {
     const conn = await connect(metricsPort).catch(() => undefined);
@@ -700,11 +709,7 @@ Deno.test("fault: metrics scraped while descriptors are exhausted (ulimit -n 48)
   });
   await delay(1_000);
   assert.ok(!server.proc.exited, `server ended: ${server.proc.stderr}`);
-  for (const hog of hogs) {
-    await hog.closeWrite().catch(() => {});
-    attempts.push({ content: new Uint8Array(0), expect: "either" });
-  }
-  await Promise.all(hogs.map((hog) => readToEnd(hog, 10_000).catch(() => {}).finally(() => hog.close())));
+  await releaseHogs(hogs, attempts);
   // Once descriptors are back, the waiting scrapes are answered.
   assert.deepEqual(await Promise.all(scrapes), Array(5).fill("HTTP/1.1 200 OK"));
   let body = "";
@@ -717,11 +722,7 @@ Deno.test("fault: metrics scraped while descriptors are exhausted (ulimit -n 48)
     "a scrape after descriptors freed up",
   );
   const content = uniqueContent("after-metrics-emfile", 10_000);
-  let delivered = false;
-  for (let tries = 0; tries < 50 && !delivered; tries++) {
-    delivered = await cleanUpload(server.port, content);
-    if (!delivered) await delay(100);
-  }
+  const delivered = await cleanUploadEventually(server.port, content);
   assert.ok(delivered, "no upload after descriptors freed up");
   attempts.push({ content, expect: "clean" });
   const { verified, lost } = await verify(server.dir, attempts, before);

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { text } from "../support/encoding.ts";
 import { listDir, sha256 } from "../support/files.ts";
+import { delay } from "../support/wait.ts";
 import { connect, readToEnd, recvExactly, sendAll } from "../support/wire.ts";
 
 /** What one connection of a scenario did. */
@@ -164,6 +165,18 @@ export async function cleanUpload(port: number, content: Uint8Array): Promise<bo
   } catch {
     return false;
   }
+}
+
+/**
+ * {@link cleanUpload}, tried up to 50 times 100 ms apart while the server has
+ * no descriptor to spare; resolves true once one attempt was delivered.
+ */
+export async function cleanUploadEventually(port: number, content: Uint8Array): Promise<boolean> {
+  for (let tries = 0; tries < 50; tries++) {
+    if (await cleanUpload(port, content)) return true;
+    await delay(100);
+  }
+  return false;
 }
 
 /**
