@@ -63,19 +63,47 @@ export interface ForwardQueueOptions {
   prefix: string;
   /** This gateway's name, the key segment after the prefix. */
   instance: string;
-  /** Remove the local copy once the object is verified (`--forward-delete`). */
+  /**
+   * Remove the local copy once the object is verified (`--forward-delete`).
+   *
+   * @default {false}
+   */
   deleteAfter?: boolean;
-  /** Forward `ERROR` uploads too. Default: not. */
+  /**
+   * Forward `ERROR` uploads too.
+   *
+   * @default {false}
+   */
   forwardErrors?: boolean;
-  /** Forwards at once. Default 4. */
+  /**
+   * Forwards at once.
+   *
+   * @default {4}
+   */
   concurrency?: number;
-  /** Part size, at least 5 MiB. Default 8 MiB. */
+  /**
+   * Part size, at least 5 MiB.
+   *
+   * @default {DEFAULT_PART_SIZE}
+   */
   partSize?: number;
-  /** Parts in flight per forward. Default 2. */
+  /**
+   * Parts in flight per forward.
+   *
+   * @default {2}
+   */
   partsInFlight?: number;
-  /** Part buffers shared by all forwards. Default 4. */
+  /**
+   * Part buffers shared by all forwards.
+   *
+   * @default {4}
+   */
   buffers?: number;
-  /** Back-off between retries. Default 200 ms doubling to 30 s. */
+  /**
+   * Back-off between retries: 200 ms doubling to 30 s.
+   *
+   * @default {DEFAULT_RETRY}
+   */
   retry?: RetryPolicy;
   /** Receives one entry when a forward completes or gives up (for the upload log). */
   onLog?: (entry: ForwardLogEntry) => void;

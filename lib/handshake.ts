@@ -84,7 +84,11 @@ export interface ClientHandshakeOptions {
   mode: ClientHandshakeMode;
   /** Longest wait for each of the server's `accio\r\n`, all 7 bytes of it as a whole, in ms. */
   timeoutMs: number;
-  /** Extension header lines (`key: value`, no CRLF) for the double handshake. Default none. */
+  /**
+   * Extension header lines (`key: value`, no CRLF) for the double handshake.
+   *
+   * @default {[]}
+   */
   headerLines?: readonly string[];
 }
 

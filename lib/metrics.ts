@@ -94,7 +94,11 @@ const MAX_SCRAPES = 16;
 export interface MetricsServerOptions {
   /** TCP port. */
   port: number;
-  /** Address to listen on. Default `127.0.0.1`: metrics stay on the machine unless asked. */
+  /**
+   * Address to listen on: metrics stay on the machine unless asked.
+   *
+   * @default {"127.0.0.1"}
+   */
   hostname?: string;
   /** Receives operational messages (accept failures, throttled). Default: nothing. */
   onLog?: (message: string) => void;

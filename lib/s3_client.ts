@@ -33,7 +33,11 @@ export interface S3Settings {
   region: string;
   /** Credentials for signing. */
   credentials: S3Credentials;
-  /** Longest wait for progress on one request. Default 30 s. */
+  /**
+   * Longest wait for progress on one request, in ms.
+   *
+   * @default {30_000}
+   */
   timeoutMs?: number;
 }
 

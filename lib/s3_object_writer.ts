@@ -49,9 +49,17 @@ export interface WriteOptions {
   retry: <T>(operation: () => Promise<T>) => Promise<T>;
   /** Called with a multipart upload's id before its first part; resolves once recorded. */
   onUploadId: (uploadId: string) => Promise<void>;
-  /** The base part size. Default {@link DEFAULT_PART_SIZE}. */
+  /**
+   * The base part size.
+   *
+   * @default {DEFAULT_PART_SIZE}
+   */
   partSize?: number;
-  /** Parts sent at once per object. Default 2. */
+  /**
+   * Parts sent at once per object.
+   *
+   * @default {2}
+   */
   partsInFlight?: number;
   /** Called as bytes are acknowledged by the store. */
   onBytes?: (bytes: number) => void;
