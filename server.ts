@@ -21,7 +21,12 @@ import { UploadLog } from "./lib/upload_log.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
 import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
-import { AccioServer, DEFAULT_MAX_CONNECTIONS, type UploadOutcome } from "./lib/server.ts";
+import {
+  AccioServer,
+  DEFAULT_MAX_CONNECTIONS,
+  type ServerOptions,
+  type UploadOutcome,
+} from "./lib/server.ts";
 import { onStopSignals, surviveFileSizeLimit, surviveUncaughtErrors } from "./lib/signals.ts";
 
 const spec = {
@@ -82,16 +87,7 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
   const server: AccioServer = await AccioServer.start({
     port,
     directory,
-    idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
-    handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
-    maxConnections: parseIntegerOption("max-connections", values["max-connections"], DEFAULT_MAX_CONNECTIONS),
-    maxUploadBytes: parseIntegerOption("max-size", values["max-size"], Infinity, { min: 0, units: true }),
-    maxHeaderBytes: parseIntegerOption("max-header", values["max-header"], DEFAULT_MAX_HEADER_BYTES, {
-      min: 64,
-      units: true,
-    }),
-    allowHeaders: Boolean(values.headers),
-    allowNames: Boolean(values.names),
+    ...limits(values),
     hashUploads: uploadLog !== undefined,
     onLog: log,
     onUpload: reporter(log, Boolean(values.verbose), metrics, uploadLog),
@@ -114,6 +110,22 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
   await metricsServer?.close();
   await uploadLog?.close();
   return 0;
+}
+
+/** The per-connection settings from the command line. */
+function limits(values: ParsedArgs["values"]): Partial<ServerOptions> {
+  return {
+    idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
+    handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
+    maxConnections: parseIntegerOption("max-connections", values["max-connections"], DEFAULT_MAX_CONNECTIONS),
+    maxUploadBytes: parseIntegerOption("max-size", values["max-size"], Infinity, { min: 0, units: true }),
+    maxHeaderBytes: parseIntegerOption("max-header", values["max-header"], DEFAULT_MAX_HEADER_BYTES, {
+      min: 64,
+      units: true,
+    }),
+    allowHeaders: Boolean(values.headers),
+    allowNames: Boolean(values.names),
+  };
 }
 
 /** What happens as each upload ends: the stderr line, the metrics, the upload log. */

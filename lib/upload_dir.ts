@@ -9,6 +9,9 @@
  * written again: `ERROR` is only ever written into an inode that has no other
  * name (link count 1), and a new one is created when that does not hold.
  *
+ * It is the first implementation of {@link Store}: the upload session writes
+ * through that interface only.
+ *
  * At start-up every entry is looked at without following links
  * ({@link UploadDirectory.open}): `N.file` of any type holds number N; a
  * `.N.file.part` that is a link or not a regular file is removed (the name
@@ -29,10 +32,10 @@
  * ```
  * @module
  */
-import type { Hash } from "node:crypto";
 import { type DirectoryLock, lockDirectory } from "./dir_lock.ts";
 import { describeError, FileError } from "./errors.ts";
 import { HeldDirectory } from "./held_dir.ts";
+import { LocalNumbers, type NumberSource, type Store, type StoredUpload } from "./store.ts";
 import { type NamedTarget, NUMBERED_NAME, prepareNamedTarget } from "./upload_name.ts";
 
 /** The exact content of a failed upload's file. */
@@ -119,22 +122,37 @@ export interface OpenReport {
 
 /** Options of {@link UploadDirectory.open}. */
 export interface OpenOptions {
-  /** Prepare for named uploads (holds the directory for {@link UploadFile.useName}). Default false. */
+  /**
+   * Prepare for named uploads (holds the directory for {@link UploadFile.useName}).
+   *
+   * @default {false}
+   */
   names?: boolean;
+  /**
+   * Where numbers come from; told the highest number found at start.
+   *
+   * @default {new LocalNumbers()}
+   */
+  numbers?: NumberSource;
 }
 
 /** The directory uploads are saved in. Held (locked) until {@link UploadDirectory.close}. */
-export class UploadDirectory {
+export class UploadDirectory implements Store {
   /** The directory's path, as given. */
   readonly path: string;
-  #lastId: number;
+  readonly #numbers: NumberSource;
   #creating: Promise<unknown> = Promise.resolve();
   readonly #lock: DirectoryLock;
   readonly #root: HeldDirectory | undefined;
 
-  private constructor(path: string, lastId: number, lock: DirectoryLock, root: HeldDirectory | undefined) {
+  private constructor(
+    path: string,
+    numbers: NumberSource,
+    lock: DirectoryLock,
+    root: HeldDirectory | undefined,
+  ) {
     this.path = path;
-    this.#lastId = lastId;
+    this.#numbers = numbers;
     this.#lock = lock;
     this.#root = root;
   }
@@ -168,15 +186,11 @@ export class UploadDirectory {
     const lock = await lockDirectory(path);
     let root: HeldDirectory | undefined;
     try {
-      try {
-        const probe = await Deno.makeTempFile({ dir: path, prefix: `${SCRATCH_PREFIX}probe-` });
-        await Deno.remove(probe);
-      } catch (error) {
-        throw problem("it is not writable", error);
-      }
-      const lastId = await scanAndRepair(path, report, problem);
+      await probeWritable(path, problem);
+      const numbers = options.numbers ?? new LocalNumbers();
+      numbers.observe(await scanAndRepair(path, report, problem));
       if (options.names) root = await holdRoot(path);
-      return new UploadDirectory(path, lastId, lock, root);
+      return new UploadDirectory(path, numbers, lock, root);
     } catch (error) {
       root?.close();
       lock.release();
@@ -186,7 +200,7 @@ export class UploadDirectory {
 
   /** The highest upload number handed out or found on disk. */
   get lastId(): number {
-    return this.#lastId;
+    return this.#numbers.highest;
   }
 
   /**
@@ -199,7 +213,7 @@ export class UploadDirectory {
    */
   createNext(): Promise<UploadFile> {
     // One creation at a time: the number is claimed only once its file exists.
-    const created = this.#creating.then(() => this.#create(this.#lastId + 1));
+    const created = this.#creating.then(() => this.#create(this.#numbers.next()));
     this.#creating = created.catch(() => {});
     return created;
   }
@@ -217,7 +231,7 @@ export class UploadDirectory {
     } catch (error) {
       throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
     }
-    this.#lastId = Math.max(this.#lastId, id);
+    this.#numbers.observe(id);
     return new UploadFile(id, file, { directory: this.path, temporaryPath: temporary, root: this.#root });
   }
 
@@ -228,11 +242,20 @@ export class UploadDirectory {
   }
 }
 
+type Problem = (what: string, error?: unknown) => FileError;
+
+async function probeWritable(path: string, problem: Problem): Promise<void> {
+  try {
+    const probe = await Deno.makeTempFile({ dir: path, prefix: `${SCRATCH_PREFIX}probe-` });
+    await Deno.remove(probe);
+  } catch (error) {
+    throw problem("it is not writable", error);
+  }
+}
+
 function holdRoot(path: string): Promise<HeldDirectory> {
   return HeldDirectory.openRoot(path.replace(/(?<=.)\/+$/, ""));
 }
-
-type Problem = (what: string, error?: unknown) => FileError;
 
 /** Numbering and repair at start-up; returns the highest number held. */
 async function scanAndRepair(path: string, report: OpenReport, problem: Problem): Promise<number> {
@@ -325,8 +348,13 @@ export interface UploadPlace {
   root?: HeldDirectory;
 }
 
+/** Writes all of `bytes` at the file's position. */
+async function writeFully(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+}
+
 /** One upload in progress. Ends with exactly one of {@link commit} or {@link fail}. */
-export class UploadFile {
+export class UploadFile implements StoredUpload {
   /** The upload's number. */
   readonly id: number;
   /** Where the upload becomes visible, unless it is named. */
@@ -353,9 +381,6 @@ export class UploadFile {
     return this.#bytes;
   }
 
-  /** When set, every byte written also goes into this hash (for verification and the log). */
-  hash: Hash | undefined;
-
   /**
    * Makes this a named upload: creates and holds the directories of the
    * checked name `segments` under the upload directory. Returns the path it
@@ -374,9 +399,8 @@ export class UploadFile {
   async write(chunk: Uint8Array): Promise<void> {
     const file = this.#file;
     if (!file) throw new FileError("upload already finished");
-    this.hash?.update(chunk);
     try {
-      for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
+      await writeFully(file, chunk);
     } catch (error) {
       throw new FileError(`cannot write ${this.#place.temporaryPath}: ${describeError(error)}`, {
         cause: error,
@@ -402,10 +426,11 @@ export class UploadFile {
   async commit(): Promise<void> {
     const file = this.#file;
     if (!file || this.#published) throw new FileError("upload already finished");
+    const { temporaryPath } = this.#place;
     try {
       await file.syncData();
-      if (this.#target) await this.#publishNamed(file, this.#target);
-      else await publish(this.#place.temporaryPath, this.finalPath);
+      if (this.#target) await publishNamed(file, temporaryPath, this.#target, () => this.#detached = true);
+      else await publish(temporaryPath, this.finalPath);
     } catch (error) {
       if (error instanceof FileError) throw error;
       throw new FileError(`cannot save ${this.#target?.path ?? this.finalPath}: ${describeError(error)}`, {
@@ -414,30 +439,8 @@ export class UploadFile {
     }
     this.#published = true;
     // A leftover name here (its removal failed) has two links: the next start only removes it.
-    await removeQuietly(this.#place.temporaryPath);
+    await removeQuietly(temporaryPath);
     this.#release();
-  }
-
-  /**
-   * Links the data into the held directory of its name, then checks that it
-   * landed there and that the directory is still inside the upload
-   * directory; if not, takes it back and empties the inode, so that no copy
-   * anywhere keeps the bytes.
-   */
-  async #publishNamed(file: Deno.FsFile, target: NamedTarget): Promise<void> {
-    const moved = () =>
-      new FileError(`the directory of ${target.path} was moved or replaced during the upload`);
-    if (!(await target.dir.isInside())) throw moved();
-    const entry = target.dir.entry(target.leaf);
-    const how = await publish(this.#place.temporaryPath, entry, target.path);
-    const mine = await file.stat();
-    const there = await Deno.lstat(entry).catch(() => undefined);
-    const atEntry = there?.ino === mine.ino && there?.dev === mine.dev;
-    if (atEntry && (how === "renamed" || mine.nlink === 2) && (await target.dir.isInside())) return;
-    this.#detached = true;
-    if (atEntry) await removeQuietly(entry);
-    await file.truncate(0);
-    throw moved();
   }
 
   /**
@@ -452,29 +455,59 @@ export class UploadFile {
       return `${this.#target?.path ?? this.finalPath} was already saved; it is left as it is`;
     }
     const file = this.#file;
+    const { temporaryPath, directory } = this.#place;
     try {
-      if (file && !this.#detached && (await file.stat()).nlink === 1) await this.#failInPlace(file);
-      else {
+      if (file && !this.#detached && (await file.stat()).nlink === 1) {
+        await failInPlace(file, temporaryPath, this.finalPath);
+      } else {
         // This inode may be visible elsewhere: never write it; record ERROR in a new file.
-        await removeQuietly(this.#place.temporaryPath);
-        await recordError(this.#place.directory, this.id);
+        await removeQuietly(temporaryPath);
+        await recordError(directory, this.id);
       }
       return undefined;
     } catch (error) {
-      await removeQuietly(this.#place.temporaryPath);
+      await removeQuietly(temporaryPath);
       return `could not record ERROR in ${this.finalPath}: ${describeError(error)}`;
     } finally {
       this.#release();
     }
   }
+}
 
-  /** Writes `ERROR` through the open handle (no new descriptor: works under EMFILE) and publishes it. */
-  async #failInPlace(file: Deno.FsFile): Promise<void> {
-    // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
-    await file.truncate(0);
-    await file.seek(0, Deno.SeekMode.Start);
-    for (let done = 0; done < ERROR_CONTENT.length;) done += await file.write(ERROR_CONTENT.subarray(done));
-    await publish(this.#place.temporaryPath, this.finalPath);
-    await removeQuietly(this.#place.temporaryPath);
-  }
+/**
+ * Links a named upload's data into the held directory of its name, then
+ * checks that it landed there and that the directory is still inside the
+ * upload directory; if not, takes it back and empties the inode (after
+ * `detach`: the inode may have had another name), so that no copy anywhere
+ * keeps the bytes.
+ */
+async function publishNamed(
+  file: Deno.FsFile,
+  temporary: string,
+  target: NamedTarget,
+  detach: () => void,
+): Promise<void> {
+  const moved = () =>
+    new FileError(`the directory of ${target.path} was moved or replaced during the upload`);
+  if (!(await target.dir.isInside())) throw moved();
+  const entry = target.dir.entry(target.leaf);
+  const how = await publish(temporary, entry, target.path);
+  const mine = await file.stat();
+  const there = await Deno.lstat(entry).catch(() => undefined);
+  const atEntry = there?.ino === mine.ino && there?.dev === mine.dev;
+  if (atEntry && (how === "renamed" || mine.nlink === 2) && (await target.dir.isInside())) return;
+  detach();
+  if (atEntry) await removeQuietly(entry);
+  await file.truncate(0);
+  throw moved();
+}
+
+/** Writes `ERROR` through the open handle (no new descriptor: works under EMFILE) and publishes it. */
+async function failInPlace(file: Deno.FsFile, temporary: string, final: string): Promise<void> {
+  // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
+  await file.truncate(0);
+  await file.seek(0, Deno.SeekMode.Start);
+  await writeFully(file, ERROR_CONTENT);
+  await publish(temporary, final);
+  await removeQuietly(temporary);
 }
