@@ -1,8 +1,8 @@
 /**
  * The file a client uploads: opened and checked before connecting, its first
  * bytes peeked (they decide the handshake: see `client.ts`) and then sent
- * like the rest, and its SHA-256 for `--verify`. Works for pipes and FIFOs as
- * well as regular files: nothing here seeks.
+ * like the rest, and its SHA-256 for `--verify` (from `file_hash.ts`). Works
+ * for pipes and FIFOs as well as regular files: nothing here seeks.
  *
  * @example
  * ```ts
@@ -14,8 +14,6 @@
  * ```
  * @module
  */
-import { abortable } from "./abortable.ts";
-import { createHash } from "node:crypto";
 import { describeError, FileError } from "./errors.ts";
 import type { ByteSource } from "./sender.ts";
 
@@ -89,35 +87,5 @@ export async function openSource(path: string, peek: number): Promise<UploadSour
   };
 }
 
-/** Options of {@link fileSha256}. */
-export interface HashOptions {
-  /** Called as the file is read, with the bytes hashed so far. */
-  onProgress?: (hashedBytes: number) => void;
-  /** Stops hashing when it aborts (rejects with its reason). */
-  signal?: AbortSignal;
-}
-
-/**
- * SHA-256 of a file, streamed, as 64 lowercase hex digits.
- *
- * @throws {FileError} when the file cannot be read.
- */
-export async function fileSha256(path: string, { onProgress, signal }: HashOptions = {}): Promise<string> {
-  const hash = createHash("sha256");
-  const buffer = new Uint8Array(1024 * 1024);
-  let hashed = 0;
-  try {
-    using file = await Deno.open(path);
-    for (;;) {
-      const n = await abortable(file.read(buffer), signal);
-      if (n === null) break;
-      hash.update(buffer.subarray(0, n));
-      hashed += n;
-      onProgress?.(hashed);
-    }
-  } catch (error) {
-    if (signal?.aborted && error === signal.reason) throw error;
-    throw new FileError(`cannot read "${path}": ${describeError(error)}`, { cause: error });
-  }
-  return hash.digest("hex");
-}
+// The client takes its source and the source's hash from this one module.
+export { fileSha256, type HashOptions } from "./file_hash.ts";

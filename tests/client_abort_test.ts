@@ -5,16 +5,10 @@
  * this 50 times against the real server.
  */
 import assert from "node:assert/strict";
-import {
-  bytes,
-  makeFile,
-  readExactly,
-  readToEnd,
-  spawnProgram,
-  tempDir,
-  withFakeServer,
-  writeAll,
-} from "./helpers.ts";
+import { bytes } from "./support/encoding.ts";
+import { makeFile, tempDir } from "./support/files.ts";
+import { spawnProgram } from "./support/process.ts";
+import { readToEnd, recvExactly, sendAll, withFakeServer } from "./support/wire.ts";
 
 const CODES = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
 
@@ -24,8 +18,8 @@ for (const [signal, code] of Object.entries(CODES) as [keyof typeof CODES, numbe
     const path = await makeFile(work, "big.bin", 64 * 1024 * 1024);
     let client: ReturnType<typeof spawnProgram> | undefined;
     const ending = await withFakeServer(async (conn) => {
-      await writeAll(conn, bytes("accio\r\n"));
-      await readExactly(conn, 256 * 1024);
+      await sendAll(conn, bytes("accio\r\n"));
+      await recvExactly(conn, 256 * 1024);
       client!.child.kill(signal);
       const rest = await readToEnd(conn, 15_000);
       return rest === "reset" ? "reset" : `a clean close after ${rest.length} more bytes`;

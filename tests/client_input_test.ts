@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { ProtocolError } from "../lib/errors.ts";
 import { formatHeaders } from "../lib/headers.ts";
-import { bytes, contentFile, listDir, runClient, startServer, tempDir } from "./helpers.ts";
+import { bytes } from "./support/encoding.ts";
+import { contentFile, listDir, tempDir } from "./support/files.ts";
+import { runClient, startServer } from "./support/process.ts";
 
 const lines = (stderr: string) => stderr.split("\n").filter((l) => l !== "");
 

@@ -1,26 +1,18 @@
 /** `client <HOST> <PORT> <FILE>` checked against fake servers over loopback TCP. */
 import assert from "node:assert/strict";
+import { bytes, text } from "./support/encoding.ts";
+import { contentFile as fileWith, makeFile, tempDir } from "./support/files.ts";
+import { runClient, spawnPeer, spawnProgram, startServer } from "./support/process.ts";
+import { canUnshareMounts, inPrivateMounts } from "./support/system.ts";
+import { delay, waitFor } from "./support/wait.ts";
 import {
-  bytes,
-  canUnshareMounts,
-  contentFile as fileWith,
-  delay,
   freePort,
-  inPrivateMounts,
-  makeFile,
-  readExactly,
   readToEnd,
   readWithTimeout,
-  runClient,
-  spawnPeer,
-  spawnProgram,
-  startServer,
-  tempDir,
-  text,
-  waitFor,
+  recvExactly,
+  sendAll,
   withFakeServer,
-  writeAll,
-} from "./helpers.ts";
+} from "./support/wire.ts";
 
 Deno.test("client waits for accio\\r\\n sent one byte per segment, and sends nothing before it", async () => {
   const path = await fileWith("payload after the whole command");
@@ -28,7 +20,7 @@ Deno.test("client waits for accio\\r\\n sent one byte per segment, and sends not
     await conn.setNoDelay(true);
     const greeting = bytes("accio\r\n");
     for (let i = 0; i < greeting.length; i++) {
-      await writeAll(conn, greeting.subarray(i, i + 1));
+      await sendAll(conn, greeting.subarray(i, i + 1));
       if (i < greeting.length - 1) {
         const early = await readWithTimeout(conn, new Uint8Array(64), 150);
         assert.equal(early, "timeout", `client sent data after only ${i + 1} bytes of accio\\r\\n`);
@@ -47,7 +39,7 @@ Deno.test("a default client sends exactly the file's bytes: no header, no traile
   const content = new Uint8Array(300_000).map((_, i) => (i * 7) % 256);
   const path = await fileWith(content);
   const received = await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("accio\r\n"));
+    await sendAll(conn, bytes("accio\r\n"));
     return await readToEnd(conn);
   }, async (port) => {
     const result = await runClient(["127.0.0.1", String(port), path]);
@@ -59,16 +51,16 @@ Deno.test("a default client sends exactly the file's bytes: no header, no traile
 Deno.test("client --handshake double waits for each accio and sends the header, then the file", async () => {
   const path = await fileWith("double file");
   const received = await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("accio\r\n"));
-    assert.equal(text(await readExactly(conn, 15)), "confirm-accio\r\n");
+    await sendAll(conn, bytes("accio\r\n"));
+    assert.equal(text(await recvExactly(conn, 15)), "confirm-accio\r\n");
     assert.equal(
       await readWithTimeout(conn, new Uint8Array(64), 200),
       "timeout",
       "sent before the 2nd accio",
     );
-    await writeAll(conn, bytes("acc"));
+    await sendAll(conn, bytes("acc"));
     await delay(50);
-    await writeAll(conn, bytes("io\r\n"));
+    await sendAll(conn, bytes("io\r\n"));
     return await readToEnd(conn);
   }, async (port) => {
     const result = await runClient(["--handshake", "double", "127.0.0.1", String(port), path]);
@@ -81,7 +73,7 @@ Deno.test("client exits 0 only after the server closed the connection", async ()
   const path = await fileWith("x");
   let closedAt = 0;
   await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("accio\r\n"));
+    await sendAll(conn, bytes("accio\r\n"));
     await readToEnd(conn);
     await delay(700);
     closedAt = Date.now();
@@ -96,7 +88,7 @@ Deno.test("client exits 0 only after the server closed the connection", async ()
 Deno.test("client: no accio within the timeout is an error", async () => {
   const path = await fileWith("x");
   await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("acci")); // never completes
+    await sendAll(conn, bytes("acci")); // never completes
     await readToEnd(conn, 10_000).catch(() => {});
   }, async (port) => {
     const started = Date.now();
@@ -124,7 +116,7 @@ Deno.test("client: the default greeting timeout is 10 seconds", async () => {
 Deno.test("client: a wrong command instead of accio is an error", async () => {
   const path = await fileWith("x");
   await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("hello\r\n"));
+    await sendAll(conn, bytes("hello\r\n"));
     return await readToEnd(conn);
   }, async (port) => {
     const result = await runClient(["127.0.0.1", String(port), path]);
@@ -136,7 +128,7 @@ Deno.test("client: a wrong command instead of accio is an error", async () => {
 Deno.test("client: a server that closes before accio is an error", async () => {
   const path = await fileWith("x");
   await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("acc"));
+    await sendAll(conn, bytes("acc"));
     conn.close();
   }, async (port) => {
     const result = await runClient(["127.0.0.1", String(port), path]);
@@ -149,8 +141,8 @@ Deno.test("client: a server that resets mid-upload is an error", async () => {
   const work = await tempDir();
   const path = await makeFile(work, "big.bin", 32 * 1024 * 1024);
   await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("accio\r\n"));
-    await readExactly(conn, 100_000);
+    await sendAll(conn, bytes("accio\r\n"));
+    await recvExactly(conn, 100_000);
     conn.close(); // unread data in the receive queue: the kernel sends a reset
   }, async (port) => {
     const result = await runClient(["127.0.0.1", String(port), path]);
@@ -163,7 +155,7 @@ Deno.test("client: a server that resets mid-upload is an error", async () => {
 Deno.test("client: a server that takes the data but never closes gives no receipt: error", async () => {
   const path = await fileWith("data");
   await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("accio\r\n"));
+    await sendAll(conn, bytes("accio\r\n"));
     await readToEnd(conn);
     await delay(3_000);
   }, async (port) => {
@@ -190,8 +182,8 @@ for (
     const clientFinished = new Promise<void>((resolve) => clientDone = resolve);
     let stalledAt = 0;
     await withFakeServer(async (conn) => {
-      await writeAll(conn, bytes("accio\r\n"));
-      await readExactly(conn, 1024);
+      await sendAll(conn, bytes("accio\r\n"));
+      await recvExactly(conn, 1024);
       stalledAt = Date.now(); // from here on, read nothing
       await clientFinished;
     }, async (port) => {

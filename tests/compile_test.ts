@@ -5,7 +5,11 @@
  * `DENORT_BIN`; where neither is possible these tests say so and skip.
  */
 import assert from "node:assert/strict";
-import { freePort, makeFile, Proc, ROOT, sha256File, tempDir, waitFor } from "./helpers.ts";
+import { fileSha256 } from "../lib/file_hash.ts";
+import { makeFile, tempDir } from "./support/files.ts";
+import { Proc, ROOT } from "./support/process.ts";
+import { waitFor } from "./support/wait.ts";
+import { freePort } from "./support/wire.ts";
 
 async function compile(): Promise<{ ok: true } | { ok: false; why: string }> {
   const result = await new Deno.Command(Deno.execPath(), {
@@ -43,7 +47,7 @@ Deno.test({
     await waitFor(() => server.stderr.includes("listening"), 10_000, "the compiled server");
     await using client = new Proc(`${ROOT}dist/client`, ["127.0.0.1", String(port), source]);
     assert.equal((await client.wait()).code, 0, client.stderr);
-    assert.equal(await sha256File(`${saved}/1.file`), await sha256File(source));
+    assert.equal(await fileSha256(`${saved}/1.file`), await fileSha256(source));
     assert.equal((await server.stop("SIGTERM")).code, 0);
 
     const countPort = freePort();

@@ -5,16 +5,11 @@
  * real server, stops it gracefully, and bounded when an upload will not end.
  */
 import assert from "node:assert/strict";
-import {
-  bytes,
-  connect,
-  hasCommand,
-  readExactly,
-  ROOT,
-  startServer,
-  tempDir,
-  waitForFile,
-} from "./helpers.ts";
+import { bytes } from "./support/encoding.ts";
+import { tempDir, waitForFile } from "./support/files.ts";
+import { ROOT, startServer } from "./support/process.ts";
+import { hasCommand } from "./support/system.ts";
+import { connect, recvExactly } from "./support/wire.ts";
 import { ensureHaproxy, skipWithoutHaproxy } from "./support/haproxy.ts";
 
 const HAPROXY_CFG = `${ROOT}deploy/haproxy.cfg`;
@@ -105,7 +100,7 @@ async function runExecStop(pid: number, seconds: number): Promise<Deno.CommandOu
 Deno.test("deploy/accio.service ExecStop: SIGQUIT lets an upload in flight finish, and the server exits 0", async () => {
   await using server = await startServer("server", { extra: ["--timeout", "30"] });
   const conn = await connect(server.port);
-  await readExactly(conn, 7);
+  await recvExactly(conn, 7);
   await conn.write(bytes("first half "));
   const stopping = runExecStop(server.proc.pid, 20);
   await new Promise((resolve) => setTimeout(resolve, 500)); // the server has had its SIGQUIT
@@ -123,7 +118,7 @@ Deno.test("deploy/accio.service ExecStop: an upload that outlasts the drain wind
   const dir = await tempDir();
   await using server = await startServer("server", { dir, extra: ["--timeout", "30"] });
   const conn = await connect(server.port);
-  await readExactly(conn, 7);
+  await recvExactly(conn, 7);
   await conn.write(bytes("never finished"));
   const started = performance.now();
   const stop = await runExecStop(server.proc.pid, 2);

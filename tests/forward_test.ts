@@ -22,7 +22,10 @@ import { S3AuthError, S3NoSuchBucketError } from "../lib/s3_errors.ts";
 import { expectedEtag, partSizeFor } from "../lib/s3_object_writer.ts";
 import { xmlBlocks, xmlText, xmlTexts } from "../lib/s3_xml.ts";
 import { UsageError } from "../lib/errors.ts";
-import { delay, makeFile, Proc, ROOT, sha256File, tempDir, waitFor } from "./helpers.ts";
+import { fileSha256 } from "../lib/file_hash.ts";
+import { makeFile, tempDir } from "./support/files.ts";
+import { Proc, ROOT } from "./support/process.ts";
+import { delay, waitFor } from "./support/wait.ts";
 import { ensureSwift, SwiftStore } from "./support/swift.ts";
 
 const MIB = 1024 * 1024;
@@ -110,7 +113,7 @@ async function makeUploads(
     const name = i % 25 === 3 ? `floor2/room 7/temp-${n}.csv` : `${n}.file`;
     const size = big[i] ?? (i % 10 === 0 ? 0 : (n * 7919) % 300_000);
     await makeFile(dir, name, size, n);
-    files.set(name, await sha256File(`${dir}/${name}`));
+    files.set(name, await fileSha256(`${dir}/${name}`));
   }
   for (let e = 0; e < errors; e++) await Deno.writeTextFile(`${dir}/${first + count + e}.file`, "ERROR");
   return { dir, files };
@@ -314,7 +317,7 @@ async function refusals(swift: SwiftStore): Promise<void> {
   });
   await missing.stop();
   for (const [path, sha] of uploads.files) {
-    assert.equal(await sha256File(`${dir}/${path}`), sha, "kept locally");
+    assert.equal(await fileSha256(`${dir}/${path}`), sha, "kept locally");
   }
 }
 
@@ -338,7 +341,7 @@ async function noOverwrite(swift: SwiftStore): Promise<void> {
   const failed = log.filter((e) => e.outcome === "failed");
   assert.equal(failed.length, 1);
   assert.match(failed[0].reason!, /site\/gw1\/2\.file already holds other content.*not overwritten/);
-  assert.equal(await sha256File(`${dir}/2.file`), uploads.files.get("2.file"), "the local copy is kept");
+  assert.equal(await fileSha256(`${dir}/2.file`), uploads.files.get("2.file"), "the local copy is kept");
   assert.equal(
     await getSha256(swift, "conflict", "site/gw1/2.file"),
     createHash("sha256").update("other").digest("hex"),

@@ -4,21 +4,12 @@
  * bar. Checked end to end over loopback sockets.
  */
 import assert from "node:assert/strict";
-import {
-  bytes,
-  connect,
-  listDir,
-  rawDoubleUpload,
-  readExactly,
-  readToEnd,
-  runClient,
-  sha256,
-  startServer,
-  tempDir,
-  text,
-  waitFor,
-  waitForFile,
-} from "./helpers.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { listDir, sha256, tempDir, waitForFile } from "./support/files.ts";
+import { runClient, startServer, taskArgs } from "./support/process.ts";
+import { rawDoubleUpload } from "./support/raw_upload.ts";
+import { waitFor } from "./support/wait.ts";
+import { connect, freePort, readToEnd, recvExactly } from "./support/wire.ts";
 
 /** A double-handshake upload with raw header lines; returns the server's reply (its receipt). */
 async function rawHeaderUpload(port: number, headerLines: Uint8Array[], data: Uint8Array): Promise<string> {
@@ -241,7 +232,6 @@ Deno.test("upload log: one JSON line per connection, matching the files", async 
 });
 
 Deno.test("metrics: a scrape after a known workload shows the right counts", async () => {
-  const { freePort } = await import("./helpers.ts");
   const metricsPort = freePort();
   await using server = await startServer("server", {
     extra: ["--timeout", "1", "--metrics-port", String(metricsPort)],
@@ -256,7 +246,7 @@ Deno.test("metrics: a scrape after a known workload shows the right counts", asy
   idle.close();
   const open = await connect(server.port);
   try {
-    await readExactly(open, 7);
+    await recvExactly(open, 7);
     let body = "";
     await waitFor(
       async () => {
@@ -301,7 +291,6 @@ Deno.test("client progress bar: shown in a terminal, absent when piped or --quie
     });
     return;
   }
-  const { taskArgs } = await import("./helpers.ts");
   const quote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
   const command = [Deno.execPath(), ...taskArgs("client")].map(quote).join(" ");
   const inTerminal = async (extra: string) => {
@@ -333,7 +322,6 @@ async function rawHttp(port: number, request: Uint8Array): Promise<string> {
 }
 
 Deno.test("metrics: only GET /metrics and / answer; other methods, paths and garbage get 405/404/400", async () => {
-  const { freePort } = await import("./helpers.ts");
   const metricsPort = freePort();
   await using _server = await startServer("server", { extra: ["--metrics-port", String(metricsPort)] });
   const status = (response: string) => response.split("\r\n")[0];
@@ -363,7 +351,6 @@ Deno.test("metrics: only GET /metrics and / answer; other methods, paths and gar
 });
 
 Deno.test("metrics: an idle or half-sent request is closed within 5 s", async () => {
-  const { freePort } = await import("./helpers.ts");
   const metricsPort = freePort();
   await using _server = await startServer("server", { extra: ["--metrics-port", String(metricsPort)] });
   const idle = await connect(metricsPort);

@@ -9,7 +9,10 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { type ProxyHeader, readProxyHeader } from "../lib/proxy_protocol.ts";
-import { bytes, readToEnd, tempDir, text, waitFor } from "./helpers.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { tempDir } from "./support/files.ts";
+import { waitFor } from "./support/wait.ts";
+import { readToEnd } from "./support/wire.ts";
 import { ensureHaproxy, skipWithoutHaproxy, startHaproxy } from "./support/haproxy.ts";
 
 const ignore = skipWithoutHaproxy(await ensureHaproxy(), "tests/haproxy_smoke_test.ts");

@@ -4,18 +4,12 @@
  * clients against our servers, with both handshakes.
  */
 import assert from "node:assert/strict";
-import {
-  freePort,
-  hasCommand,
-  makeFile,
-  runClient,
-  sha256File,
-  spawnPeer,
-  startServer,
-  tempDir,
-  waitFor,
-  waitForFile,
-} from "./helpers.ts";
+import { fileSha256 } from "../lib/file_hash.ts";
+import { makeFile, tempDir, waitForFile } from "./support/files.ts";
+import { runClient, spawnPeer, startServer } from "./support/process.ts";
+import { hasCommand } from "./support/system.ts";
+import { waitFor } from "./support/wait.ts";
+import { freePort } from "./support/wire.ts";
 
 const python = await hasCommand("python3");
 const ignore = !python;
@@ -42,7 +36,7 @@ for (const handshake of ["single", "double"] as const) {
       const result = await runClient(["--handshake", handshake, "127.0.0.1", String(port), source]);
       assert.equal(result.code, 0, result.stderr);
       await waitForFile(saved, 1);
-      assert.equal(await sha256File(`${saved}/1.file`), await sha256File(source));
+      assert.equal(await fileSha256(`${saved}/1.file`), await fileSha256(source));
     },
   });
 
@@ -79,7 +73,7 @@ for (const handshake of ["single", "double"] as const) {
       const source = await makeFile(work, "data.bin", 2 * 1024 * 1024 + 5, 12);
       await using server = await startServer("server");
       await runSeedClient(server.port, source, handshake);
-      assert.equal(await sha256File(`${server.dir}/1.file`), await sha256File(source));
+      assert.equal(await fileSha256(`${server.dir}/1.file`), await fileSha256(source));
     },
   });
 
@@ -107,6 +101,6 @@ Deno.test({
     await using server = await startServer("server");
     const result = await runClient(["--handshake", "double", "::1", String(server.port), source]);
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(await sha256File(`${server.dir}/1.file`), await sha256File(source));
+    assert.equal(await fileSha256(`${server.dir}/1.file`), await fileSha256(source));
   },
 });

@@ -6,7 +6,11 @@
  * match a file inside FILE-DIR with exactly the bytes sent.
  */
 import assert from "node:assert/strict";
-import { bytes, freePort, rawDoubleUpload, ROOT, tempDir, text } from "./helpers.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { tempDir } from "./support/files.ts";
+import { ROOT } from "./support/process.ts";
+import { rawDoubleUpload } from "./support/raw_upload.ts";
+import { freePort } from "./support/wire.ts";
 import { raceSwapper, startHeldServer } from "./swap_race.ts";
 
 Deno.test("named upload under a racing directory swapper (directories held open): nothing lands outside", async () => {

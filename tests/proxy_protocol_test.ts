@@ -15,17 +15,9 @@ import {
   readProxyHeader,
   V2_SIGNATURE,
 } from "../lib/proxy_protocol.ts";
-import { bytes, delay, readToEnd } from "./helpers.ts";
-
-const concat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-};
+import { bytes, concat } from "./support/encoding.ts";
+import { delay } from "./support/wait.ts";
+import { readToEnd } from "./support/wire.ts";
 
 /** A connected loopback pair: `server` is the accepted side that the parser reads. */
 async function socketPair(): Promise<{ client: Deno.TcpConn; server: Deno.TcpConn } & AsyncDisposable> {
@@ -458,22 +450,14 @@ function randomHeader(rand: () => number): { fields: ProxyHeaderFields; expected
   }
   const [source, destination] = [randomAddress(rand, family), randomAddress(rand, family)];
   const [sourcePort, destinationPort] = [pick(rand, 65536), pick(rand, 65536)];
-  return {
-    fields: {
-      version,
-      command,
-      family,
-      source: { hostname: source.written, port: sourcePort },
-      destination: { hostname: destination.written, port: destinationPort },
-    },
-    expected: {
-      version,
-      command,
-      family,
-      source: { hostname: source.canonical, port: sourcePort },
-      destination: { hostname: destination.canonical, port: destinationPort },
-    },
-  };
+  const withAddresses = (form: "written" | "canonical"): ProxyHeaderFields => ({
+    version,
+    command,
+    family,
+    source: { hostname: source[form], port: sourcePort },
+    destination: { hostname: destination[form], port: destinationPort },
+  });
+  return { fields: withAddresses("written"), expected: withAddresses("canonical") };
 }
 
 const SEED = Number(Deno.env.get("ACCIO_FUZZ_SEED") ?? 20_240_611);

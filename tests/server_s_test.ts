@@ -1,25 +1,11 @@
 /** `server-s <PORT>`, the simplified server, checked from outside over loopback TCP. */
 import assert from "node:assert/strict";
-import {
-  bytes,
-  connect,
-  delay,
-  makeFile,
-  rawDoubleUpload,
-  rawUpload,
-  rawUploadReply,
-  readExactly,
-  readToEnd,
-  readWithTimeout,
-  replyText,
-  runClient,
-  spawnProgram,
-  startServer,
-  tempDir,
-  text,
-  waitFor,
-  writeAll,
-} from "./helpers.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { makeFile, tempDir } from "./support/files.ts";
+import { runClient, spawnProgram, startServer, taskArgs } from "./support/process.ts";
+import { rawDoubleUpload, rawUpload, rawUploadReply, replyText } from "./support/raw_upload.ts";
+import { delay, waitFor } from "./support/wait.ts";
+import { connect, freePort, readToEnd, readWithTimeout, recvExactly, sendAll } from "./support/wire.ts";
 
 const lines = (output: string) => output.split("\n").filter((l) => l !== "");
 
@@ -29,12 +15,12 @@ Deno.test("server-s serves 12 waiting clients one at a time, in order, none refu
   for (let i = 0; i < 12; i++) conns.push(await connect(server.port));
   try {
     for (let i = 0; i < conns.length; i++) {
-      assert.equal(text(await readExactly(conns[i], 7, 5_000)), "accio\r\n", `client ${i} greeted`);
+      assert.equal(text(await recvExactly(conns[i], 7, 5_000)), "accio\r\n", `client ${i} greeted`);
       if (i + 1 < conns.length) {
         const early = await readWithTimeout(conns[i + 1], new Uint8Array(7), 100);
         assert.equal(early, "timeout", `client ${i + 1} was greeted while client ${i} was served`);
       }
-      await writeAll(conns[i], new Uint8Array(i * 1000 + 1));
+      await sendAll(conns[i], new Uint8Array(i * 1000 + 1));
       await conns[i].closeWrite();
       await readToEnd(conns[i]);
     }
@@ -57,8 +43,8 @@ Deno.test("server-s prints ERROR after the idle timeout, then serves the next cl
   await using server = await startServer("server-s", { extra: ["--timeout", "1"] });
   const stalled = await connect(server.port);
   try {
-    await readExactly(stalled, 7);
-    await writeAll(stalled, bytes("some"));
+    await recvExactly(stalled, 7);
+    await sendAll(stalled, bytes("some"));
     assert.equal(
       replyText(await readToEnd(stalled, 5_000)),
       "error no data for 1 s while waiting for file data\r\n",
@@ -77,7 +63,7 @@ Deno.test("server-s: the default idle timeout is 10 seconds", async () => {
   const conn = await connect(server.port);
   const started = Date.now();
   try {
-    await readExactly(conn, 7);
+    await recvExactly(conn, 7);
     await readToEnd(conn, 15_000);
   } finally {
     conn.close();
@@ -119,8 +105,8 @@ Deno.test("server-s on SIGTERM mid-upload prints ERROR and exits 0 at once", asy
   await using server = await startServer("server-s");
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("partial"));
+    await recvExactly(conn, 7);
+    await sendAll(conn, bytes("partial"));
     await new Promise((r) => setTimeout(r, 100));
     const status = await server.proc.stop("SIGTERM", 3_000);
     assert.equal(status.code, 0);
@@ -150,12 +136,12 @@ Deno.test("server-s on SIGQUIT finishes the upload in progress, prints its count
   await using server = await startServer("server-s");
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("first part "));
+    await recvExactly(conn, 7);
+    await sendAll(conn, bytes("first part "));
     server.proc.child.kill("SIGQUIT");
     await new Promise((r) => setTimeout(r, 200));
     assert.ok(!server.proc.exited, "server-s exited before the upload in progress finished");
-    await writeAll(conn, bytes("second part"));
+    await sendAll(conn, bytes("second part"));
     await conn.closeWrite();
     await readToEnd(conn);
   } finally {
@@ -182,15 +168,15 @@ Deno.test("server-s: the client after a failed one is served at once, not after 
   const refused = await connect(server.port);
   const next = await connect(server.port);
   try {
-    await readExactly(refused, 7);
+    await recvExactly(refused, 7);
     // A broken double handshake, and the peer keeps its side open: the server lingers on it.
-    await writeAll(refused, bytes("confirm-accio\r\n"));
-    await readExactly(refused, 7);
-    await writeAll(refused, bytes("not-confirm-accio-again\r\n"));
+    await sendAll(refused, bytes("confirm-accio\r\n"));
+    await recvExactly(refused, 7);
+    await sendAll(refused, bytes("not-confirm-accio-again\r\n"));
     const started = Date.now();
-    assert.equal(text(await readExactly(next, 7, 5_000)), "accio\r\n");
+    assert.equal(text(await recvExactly(next, 7, 5_000)), "accio\r\n");
     assert.ok(Date.now() - started < 1_500, `the next client waited ${Date.now() - started} ms`);
-    await writeAll(next, bytes("abc"));
+    await sendAll(next, bytes("abc"));
     await next.closeWrite();
     await readToEnd(next);
   } finally {
@@ -202,7 +188,6 @@ Deno.test("server-s: the client after a failed one is served at once, not after 
 });
 
 Deno.test("server-s keeps serving when its stdout's reader is gone (EPIPE)", async () => {
-  const { freePort, taskArgs } = await import("./helpers.ts");
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: [...taskArgs("server-s"), String(port)],

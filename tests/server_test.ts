@@ -1,29 +1,12 @@
 /** `server <PORT> <FILE-DIR>` checked from outside over loopback TCP. */
 import assert from "node:assert/strict";
-import {
-  bytes,
-  connect,
-  delay,
-  listDir,
-  makeFile,
-  rawDoubleUpload,
-  rawUpload,
-  rawUploadReply,
-  readExactly,
-  readToEnd,
-  readWithTimeout,
-  replyText,
-  sha256,
-  sha256File,
-  spawnPeer,
-  spawnProgram,
-  startServer,
-  tempDir,
-  text,
-  waitFor,
-  waitForFile,
-  writeAll,
-} from "./helpers.ts";
+import { fileSha256 } from "../lib/file_hash.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { listDir, makeFile, sha256, tempDir, waitForFile } from "./support/files.ts";
+import { spawnPeer, spawnProgram, startServer } from "./support/process.ts";
+import { rawDoubleUpload, rawUpload, rawUploadReply, replyText } from "./support/raw_upload.ts";
+import { delay, waitFor } from "./support/wait.ts";
+import { connect, readToEnd, readWithTimeout, recvExactly, sendAll } from "./support/wire.ts";
 
 const read = (path: string) => Deno.readFile(path);
 
@@ -53,10 +36,10 @@ Deno.test("server greets 12 connections opened at once before any of them sends"
   await using server = await startServer("server");
   const conns = await Promise.all(Array.from({ length: 12 }, () => connect(server.port)));
   try {
-    const greetings = await Promise.all(conns.map((c) => readExactly(c, 7, 5_000)));
+    const greetings = await Promise.all(conns.map((c) => recvExactly(c, 7, 5_000)));
     for (const g of greetings) assert.deepEqual(text(g), "accio\r\n");
     await Promise.all(conns.map(async (c, i) => {
-      await writeAll(c, bytes(`upload from connection ${i}`));
+      await sendAll(c, bytes(`upload from connection ${i}`));
       await c.closeWrite();
       await readToEnd(c);
     }));
@@ -77,11 +60,11 @@ Deno.test("server keeps interleaved uploads apart", async () => {
   const a = await connect(server.port);
   const b = await connect(server.port);
   try {
-    await readExactly(a, 7);
-    await readExactly(b, 7);
+    await recvExactly(a, 7);
+    await recvExactly(b, 7);
     for (let i = 0; i < 20; i++) {
-      await writeAll(a, bytes(`a${i};`));
-      await writeAll(b, bytes(`b${i};`));
+      await sendAll(a, bytes(`a${i};`));
+      await sendAll(b, bytes(`b${i};`));
       await delay(5);
     }
     await a.closeWrite();
@@ -101,8 +84,8 @@ Deno.test("a stalled upload does not delay another connection's greeting or data
   await using server = await startServer("server", { extra: ["--timeout", "3"] });
   const stalled = await connect(server.port);
   try {
-    await readExactly(stalled, 7);
-    await writeAll(stalled, bytes("partial"));
+    await recvExactly(stalled, 7);
+    await sendAll(stalled, bytes("partial"));
     const started = Date.now();
     await rawUpload(server.port, bytes("quick"));
     assert(Date.now() - started < 2_000, "the second upload waited for the stalled one");
@@ -121,7 +104,7 @@ Deno.test("100 MiB upload: byte-identical, server and client each under 150 MiB 
   client.trackMemory(10);
   const status = await client.wait(120_000);
   assert.deepEqual(status.code, 0, client.stderr);
-  assert.deepEqual(await sha256File(`${server.dir}/1.file`), await sha256File(source));
+  assert.deepEqual(await fileSha256(`${server.dir}/1.file`), await fileSha256(source));
   await delay(100);
   for (const [who, kib] of [["server", server.proc.peakRssKiB], ["client", client.peakRssKiB]] as const) {
     assert.ok(kib > 0, `no RSS sample was taken of the ${who}`);
@@ -133,8 +116,8 @@ Deno.test("server: an upload idle for the timeout becomes exactly ERROR, partial
   await using server = await startServer("server", { extra: ["--timeout", "1"] });
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("partial data that must be discarded"));
+    await recvExactly(conn, 7);
+    await sendAll(conn, bytes("partial data that must be discarded"));
     const started = Date.now();
     const end = await readToEnd(conn, 5_000);
     const waited = Date.now() - started;
@@ -156,8 +139,8 @@ Deno.test("server: the default idle timeout is 10 seconds", async () => {
   await using server = await startServer("server");
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("x"));
+    await recvExactly(conn, 7);
+    await sendAll(conn, bytes("x"));
     const started = Date.now();
     await readToEnd(conn, 15_000);
     const waited = Date.now() - started;
@@ -209,8 +192,8 @@ Deno.test("server: no <N>.file is visible before its upload completes", async ()
   await using server = await startServer("server");
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("in progress"));
+    await recvExactly(conn, 7);
+    await sendAll(conn, bytes("in progress"));
     await delay(200);
     assert.deepEqual((await listDir(server.dir)).filter((n) => !n.startsWith(".")), []);
     await conn.closeWrite();
@@ -225,13 +208,13 @@ Deno.test("server: the double handshake is detected and its header is not stored
   await using server = await startServer("server");
   const conn = await connect(server.port);
   try {
-    assert.deepEqual(text(await readExactly(conn, 7)), "accio\r\n");
+    assert.deepEqual(text(await recvExactly(conn, 7)), "accio\r\n");
     // Split the confirmation across segments: detection must not depend on segmenting.
-    await writeAll(conn, bytes("confirm-"));
+    await sendAll(conn, bytes("confirm-"));
     await delay(50);
-    await writeAll(conn, bytes("accio\r\n"));
-    assert.deepEqual(text(await readExactly(conn, 7)), "accio\r\n");
-    await writeAll(conn, bytes("confirm-accio-again\r\n\r\nthe file"));
+    await sendAll(conn, bytes("accio\r\n"));
+    assert.deepEqual(text(await recvExactly(conn, 7)), "accio\r\n");
+    await sendAll(conn, bytes("confirm-accio-again\r\n\r\nthe file"));
     await conn.closeWrite();
     await readToEnd(conn);
   } finally {
@@ -323,8 +306,8 @@ Deno.test("server on SIGTERM aborts uploads in flight: ERROR, no temporary file,
   await using server = await startServer("server");
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("half an upload"));
+    await recvExactly(conn, 7);
+    await sendAll(conn, bytes("half an upload"));
     await delay(100);
     const status = await server.proc.stop("SIGTERM", 5_000);
     assert.deepEqual(status.code, 0);
@@ -343,8 +326,8 @@ Deno.test("server on SIGQUIT stops accepting but lets an upload in flight finish
   await using server = await startServer("server");
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("first half, "));
+    await recvExactly(conn, 7);
+    await sendAll(conn, bytes("first half, "));
     server.proc.child.kill("SIGQUIT");
     await waitFor(() => server.proc.stderr.includes("stopping"), 5_000, "the drain message");
     // New connections are refused now.
@@ -356,7 +339,7 @@ Deno.test("server on SIGQUIT stops accepting but lets an upload in flight finish
     }
     assert(refused, "a new connection was accepted after SIGQUIT");
     assert(!server.proc.exited, "server exited before the upload finished");
-    await writeAll(conn, bytes("second half"));
+    await sendAll(conn, bytes("second half"));
     await conn.closeWrite();
     await readToEnd(conn);
   } finally {
@@ -438,7 +421,7 @@ Deno.test("server does not read past what a slow client sends: greeting first, n
   await using server = await startServer("server");
   const conn = await connect(server.port);
   try {
-    assert.deepEqual(text(await readExactly(conn, 7)), "accio\r\n");
+    assert.deepEqual(text(await recvExactly(conn, 7)), "accio\r\n");
     const extra = await readWithTimeout(conn, new Uint8Array(16), 300);
     assert.deepEqual(extra, "timeout", "the server sent more than accio\\r\\n");
     await conn.closeWrite();
@@ -455,19 +438,19 @@ Deno.test("server --max-connections 2: a third client waits in the backlog, then
   const second = await connect(server.port);
   const third = await connect(server.port);
   try {
-    await readExactly(first, 7);
-    await readExactly(second, 7);
+    await recvExactly(first, 7);
+    await recvExactly(second, 7);
     assert.equal(
       await readWithTimeout(third, new Uint8Array(7), 300),
       "timeout",
       "a third connection was served",
     );
-    await writeAll(first, bytes("one"));
+    await sendAll(first, bytes("one"));
     await first.closeWrite();
     await readToEnd(first);
-    assert.equal(text(await readExactly(third, 7, 5_000)), "accio\r\n");
+    assert.equal(text(await recvExactly(third, 7, 5_000)), "accio\r\n");
     for (const [conn, data] of [[second, "two"], [third, "three"]] as const) {
-      await writeAll(conn, bytes(data));
+      await sendAll(conn, bytes(data));
       await conn.closeWrite();
       await readToEnd(conn);
     }
@@ -486,8 +469,8 @@ Deno.test("server --max-size: a larger upload ends as ERROR, one at the limit is
   await rawUpload(server.port, new Uint8Array(1024).fill(65));
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, new Uint8Array(4096)).catch(() => {}); // cut off part-way
+    await recvExactly(conn, 7);
+    await sendAll(conn, new Uint8Array(4096)).catch(() => {}); // cut off part-way
     await conn.closeWrite().catch(() => {});
     await readToEnd(conn).catch(() => {});
   } finally {
@@ -532,8 +515,8 @@ Deno.test("server: a failure at commit (directory made immutable after the data)
     );
   const conn = await connect(server.port);
   try {
-    await readExactly(conn, 7);
-    await writeAll(conn, bytes("data that arrives whole but cannot be published"));
+    await recvExactly(conn, 7);
+    await sendAll(conn, bytes("data that arrives whole but cannot be published"));
     await delay(100);
     if (!(await chattr("+i"))) {
       await t.step({ name: "SKIPPED: chattr +i is not available here", ignore: true, fn() {} });
@@ -567,7 +550,7 @@ Deno.test("server: the seed client succeeds as before and is not broken by an er
   const small = await makeFile(work, "small.bin", 1000, 22);
   await using ok = spawnPeer("seed_client.py", ["127.0.0.1", String(server.port), small]);
   assert.equal((await ok.wait()).code, 0, ok.stderr);
-  assert.equal(await sha256File(`${server.dir}/1.file`), await sha256File(small));
+  assert.equal(await fileSha256(`${server.dir}/1.file`), await fileSha256(small));
   // Cut off at 1 MiB: the seed client ignores what the server sends after its half-close, and the
   // lingering close lets it finish sending instead of hitting a reset.
   await using cut = spawnPeer("seed_client.py", ["127.0.0.1", String(server.port), source]);

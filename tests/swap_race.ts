@@ -7,21 +7,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import {
-  bytes,
-  connect,
-  delay,
-  doubleHandshake,
-  freePort,
-  Proc,
-  readToEnd,
-  ROOT,
-  spawnPeer,
-  tempDir,
-  text,
-  waitFor,
-  writeAll,
-} from "./helpers.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { tempDir } from "./support/files.ts";
+import { Proc, ROOT, spawnPeer } from "./support/process.ts";
+import { doubleHandshake } from "./support/raw_upload.ts";
+import { delay, waitFor } from "./support/wait.ts";
+import { connect, freePort, readToEnd, sendAll } from "./support/wire.ts";
 
 /** Every regular file under `dir`, found without following symbolic links, by base name. */
 async function filesUnder(dir: string, found = new Map<string, string[]>()): Promise<Map<string, string[]>> {
@@ -49,9 +40,9 @@ async function slowNamedUpload(port: number, name: string, data: Uint8Array): Pr
   const conn = await connect(port);
   try {
     await doubleHandshake(conn);
-    await writeAll(conn, bytes(`confirm-accio-again\r\nname: ${name}\r\n\r\n`));
+    await sendAll(conn, bytes(`confirm-accio-again\r\nname: ${name}\r\n\r\n`));
     await delay(2);
-    await writeAll(conn, data).catch(() => {});
+    await sendAll(conn, data).catch(() => {});
     await conn.closeWrite().catch(() => {});
     const reply = await readToEnd(conn, 10_000).catch(() => "reset" as const);
     return reply === "reset" ? reply : text(reply);

@@ -5,20 +5,12 @@
  * Checked from outside: the real server over loopback.
  */
 import assert from "node:assert/strict";
-import {
-  bytes,
-  connect,
-  freePort,
-  listDir,
-  rawUpload,
-  readExactly,
-  readToEnd,
-  spawnProgram,
-  startServer,
-  tempDir,
-  text,
-  waitFor,
-} from "./helpers.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { listDir, tempDir } from "./support/files.ts";
+import { spawnProgram, startServer } from "./support/process.ts";
+import { rawUpload } from "./support/raw_upload.ts";
+import { waitFor } from "./support/wait.ts";
+import { connect, freePort, readToEnd, recvExactly } from "./support/wire.ts";
 import { UploadDirectory } from "../lib/upload_dir.ts";
 
 const MAX = Number.MAX_SAFE_INTEGER; // 9007199254740991
@@ -196,7 +188,7 @@ Deno.test("lock: a second server on the same directory is refused with one ERROR
   // An upload in flight on the first server: the second must not "repair" its temporary file.
   const inFlight = await connect(first.port);
   try {
-    await readExactly(inFlight, 7);
+    await recvExactly(inFlight, 7);
     await waitFor(async () => (await listDir(dir)).includes(".1.file.part"), 5_000, "the upload to start");
     for (const path of [dir, `${dir}/`, `${dir}/../${dir.split("/").at(-1)}`]) {
       const { code, stderr } = await refusedStart(path);

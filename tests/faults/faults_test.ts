@@ -8,26 +8,22 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { listDir, tempDir } from "../support/files.ts";
 import {
-  canUnshareMounts,
-  connect,
-  delay,
-  freePort,
-  inPrivateMounts,
-  listDir,
-  readExactly,
-  readToEnd,
   runClient,
+  type RunningServer,
   spawnPeer,
   spawnProgram,
   startServer,
-  tempDir,
-  waitFor,
-  writeAll,
-} from "../helpers.ts";
+  taskArgs,
+} from "../support/process.ts";
+import { canUnshareMounts, inPrivateMounts } from "../support/system.ts";
+import { delay, waitFor } from "../support/wait.ts";
+import { connect, freePort, readToEnd, recvExactly, sendAll } from "../support/wire.ts";
 import {
   type Attempt,
   cleanUpload,
+  cleanUploadEventually,
   openUpload,
   record,
   snapshot,
@@ -51,6 +47,27 @@ async function pool<T>(count: number, width: number, task: (i: number) => Promis
     }
   }));
   return results;
+}
+
+/** Opens `count` idle connections, more than the server has descriptors, and waits for it to log running out. */
+async function hogDescriptors(server: RunningServer, count: number): Promise<Deno.TcpConn[]> {
+  const hogs: Deno.TcpConn[] = [];
+  for (let i = 0; i < count; i++) hogs.push(await connect(server.port));
+  await waitFor(
+    () => /accept failed|refused a connection/.test(server.proc.stderr),
+    10_000,
+    "EMFILE in the log",
+  );
+  return hogs;
+}
+
+/** Half-closes every idle peer holding a descriptor (each an `either` attempt) and waits for the server's close. */
+async function releaseHogs(hogs: Deno.TcpConn[], attempts: Attempt[]): Promise<void> {
+  for (const hog of hogs) {
+    await hog.closeWrite().catch(() => {});
+    attempts.push({ content: new Uint8Array(0), expect: "either" });
+  }
+  await Promise.all(hogs.map((hog) => readToEnd(hog, 10_000).catch(() => {}).finally(() => hog.close())));
 }
 
 Deno.test("fault: resets mid-upload", async () => {
@@ -96,8 +113,8 @@ Deno.test("fault: half-open peers (silent, no FIN) are cut at the idle timeout",
     const content = uniqueContent(`silent-${i}`, 4096);
     attempts.push({ content, expect: "error" });
     const conn = await connect(server.port);
-    await readExactly(conn, 7);
-    await writeAll(conn, content.subarray(0, 1000));
+    await recvExactly(conn, 7);
+    await sendAll(conn, content.subarray(0, 1000));
     return conn;
   }));
   await pool(10, 10, async (i) => {
@@ -174,11 +191,11 @@ Deno.test("fault: fuzzed and oversized handshakes", async () => {
     if (Date.now() > deadline) return undefined;
     const conn = await connect(server.port);
     try {
-      await readExactly(conn, 7);
+      await recvExactly(conn, 7);
       // Send in two pieces to vary segmenting.
       const cut = Math.floor(inputs[i].length / 2);
-      await writeAll(conn, inputs[i].subarray(0, cut));
-      await writeAll(conn, inputs[i].subarray(cut));
+      await sendAll(conn, inputs[i].subarray(0, cut));
+      await sendAll(conn, inputs[i].subarray(cut));
       await conn.closeWrite();
       await readToEnd(conn, 10_000);
     } finally {
@@ -192,11 +209,11 @@ Deno.test("fault: fuzzed and oversized handshakes", async () => {
   for (let i = 0; i < 2; i++) {
     const conn = await connect(server.port);
     try {
-      await readExactly(conn, 7);
-      await writeAll(conn, enc("confirm-accio\r\n"));
-      await readExactly(conn, 7);
+      await recvExactly(conn, 7);
+      await sendAll(conn, enc("confirm-accio\r\n"));
+      await recvExactly(conn, 7);
       const junk = new Uint8Array(1024 * 1024).fill(0x41);
-      await writeAll(conn, junk).catch(() => {}); // the server cuts us off part-way
+      await sendAll(conn, junk).catch(() => {}); // the server cuts us off part-way
       await readToEnd(conn, 10_000).catch(() => {});
     } finally {
       conn.close();
@@ -320,26 +337,12 @@ Deno.test("fault: descriptor exhaustion (ulimit -n 48) never stops the accept lo
   const before = await snapshot(server.dir);
   const attempts: Attempt[] = [];
   // Far more connections than descriptors; each sends nothing and stays open.
-  const hogs: Deno.TcpConn[] = [];
-  for (let i = 0; i < 60; i++) hogs.push(await connect(server.port));
-  await waitFor(
-    () => /accept failed|refused a connection/.test(server.proc.stderr),
-    10_000,
-    "EMFILE in the log",
-  );
-  for (const hog of hogs) {
-    await hog.closeWrite().catch(() => {});
-    attempts.push({ content: new Uint8Array(0), expect: "either" });
-  }
-  await Promise.all(hogs.map((hog) => readToEnd(hog, 10_000).catch(() => {}).finally(() => hog.close())));
+  const hogs = await hogDescriptors(server, 60);
+  await releaseHogs(hogs, attempts);
   // Service resumes as descriptors come back.
   for (let i = 0; i < 5; i++) {
     const content = uniqueContent(`after-emfile-${i}`, 50_000);
-    let delivered = false;
-    for (let tries = 0; tries < 50 && !delivered; tries++) {
-      delivered = await cleanUpload(server.port, content);
-      if (!delivered) await delay(100);
-    }
+    const delivered = await cleanUploadEventually(server.port, content);
     assert.ok(delivered, "service did not resume after descriptors freed up");
     attempts.push({ content, expect: "clean" });
   }
@@ -376,7 +379,7 @@ Deno.test("fault: slowloris — 1,000 trickling and idle peers beside a normal u
   const trickle = (async () => {
     for (let b = 1; b < 11 && trickling; b++) {
       await delay(1_000);
-      await Promise.all(tricklers.map((t) => writeAll(t.upload.conn, t.content.subarray(b, b + 1))));
+      await Promise.all(tricklers.map((t) => sendAll(t.upload.conn, t.content.subarray(b, b + 1))));
     }
   })();
   await delay(500);
@@ -584,10 +587,10 @@ Deno.test("fault: numbered names squatted by named uploads, numbers near 2^53", 
   const contents: Uint8Array[] = [];
   for (const name of [`${first + 1}.file/x`, `0${first + 2}.file`, `${first + 3}.file/a/b`]) {
     const conn = await connect(server.port);
-    await readExactly(conn, 7);
-    await writeAll(conn, new TextEncoder().encode(`confirm-accio\r\n`));
-    await readExactly(conn, 7);
-    await writeAll(conn, new TextEncoder().encode(`confirm-accio-again\r\nname: ${name}\r\n\r\nsquat`));
+    await recvExactly(conn, 7);
+    await sendAll(conn, new TextEncoder().encode(`confirm-accio\r\n`));
+    await recvExactly(conn, 7);
+    await sendAll(conn, new TextEncoder().encode(`confirm-accio-again\r\nname: ${name}\r\n\r\nsquat`));
     await conn.closeWrite();
     await readToEnd(conn, 10_000).catch(() => {});
     conn.close();
@@ -684,7 +687,6 @@ Deno.test("fault: 50 clients interrupted mid-upload by SIGINT, SIGTERM and SIGHU
 });
 
 Deno.test("fault: metrics scraped while descriptors are exhausted (ulimit -n 48)", async () => {
-  const { freePort } = await import("../helpers.ts");
   const metricsPort = freePort();
   await using server = await startServer("server", {
     wrap: ["prlimit", "--nofile=48:48", "--"],
@@ -692,19 +694,13 @@ Deno.test("fault: metrics scraped while descriptors are exhausted (ulimit -n 48)
   });
   const before = await snapshot(server.dir);
   const attempts: Attempt[] = [];
-  const hogs: Deno.TcpConn[] = [];
-  for (let i = 0; i < 60; i++) hogs.push(await connect(server.port));
-  await waitFor(
-    () => /accept failed|refused a connection/.test(server.proc.stderr),
-    10_000,
-    "EMFILE in the log",
-  );
+  const hogs = await hogDescriptors(server, 60);
   // Scrapes while no descriptor is left: they wait in the backlog; the server must not end.
   const scrapes = Array.from({ length: 5 }, async () => {
     const conn = await connect(metricsPort).catch(() => undefined);
     if (!conn) return "refused";
     try {
-      await writeAll(conn, enc("GET /metrics HTTP/1.1\r\n\r\n")).catch(() => {});
+      await sendAll(conn, enc("GET /metrics HTTP/1.1\r\n\r\n")).catch(() => {});
       const reply = await readToEnd(conn, 15_000).catch(() => "reset" as const);
       return reply === "reset" ? reply : new TextDecoder().decode(reply).split("\r\n")[0];
     } finally {
@@ -713,11 +709,7 @@ Deno.test("fault: metrics scraped while descriptors are exhausted (ulimit -n 48)
   });
   await delay(1_000);
   assert.ok(!server.proc.exited, `server ended: ${server.proc.stderr}`);
-  for (const hog of hogs) {
-    await hog.closeWrite().catch(() => {});
-    attempts.push({ content: new Uint8Array(0), expect: "either" });
-  }
-  await Promise.all(hogs.map((hog) => readToEnd(hog, 10_000).catch(() => {}).finally(() => hog.close())));
+  await releaseHogs(hogs, attempts);
   // Once descriptors are back, the waiting scrapes are answered.
   assert.deepEqual(await Promise.all(scrapes), Array(5).fill("HTTP/1.1 200 OK"));
   let body = "";
@@ -730,11 +722,7 @@ Deno.test("fault: metrics scraped while descriptors are exhausted (ulimit -n 48)
     "a scrape after descriptors freed up",
   );
   const content = uniqueContent("after-metrics-emfile", 10_000);
-  let delivered = false;
-  for (let tries = 0; tries < 50 && !delivered; tries++) {
-    delivered = await cleanUpload(server.port, content);
-    if (!delivered) await delay(100);
-  }
+  const delivered = await cleanUploadEventually(server.port, content);
   assert.ok(delivered, "no upload after descriptors freed up");
   attempts.push({ content, expect: "clean" });
   const { verified, lost } = await verify(server.dir, attempts, before);
@@ -751,7 +739,6 @@ Deno.test("fault: metrics scraped while descriptors are exhausted (ulimit -n 48)
 });
 
 Deno.test("fault: stderr's reader exits (EPIPE on every log line)", async () => {
-  const { freePort, taskArgs } = await import("../helpers.ts");
   const port = freePort();
   const dir = await tempDir();
   const child = new Deno.Command(Deno.execPath(), {
@@ -830,7 +817,7 @@ Deno.test({
       while (ticking) {
         await delay(1_000);
         await Promise.all(trickling.map(async (peer) => {
-          await writeAll(peer.conn, new Uint8Array([peer.sent++ & 0xff]));
+          await sendAll(peer.conn, new Uint8Array([peer.sent++ & 0xff]));
         }));
       }
     })();
@@ -838,7 +825,7 @@ Deno.test({
     await pool(peers, 50, async (i) => {
       const tag = enc(`burst-${String(i).padStart(6, "0")}:`);
       const upload = await openUpload(server.port, tag);
-      await writeAll(upload.conn, burst);
+      await sendAll(upload.conn, burst);
       trickling.push({ conn: upload.conn, tag, sent: 0 });
     });
     const burstMs = performance.now() - started;

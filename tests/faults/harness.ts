@@ -8,7 +8,10 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { connect, listDir, readExactly, readToEnd, sha256, text, writeAll } from "../helpers.ts";
+import { text } from "../support/encoding.ts";
+import { listDir, sha256 } from "../support/files.ts";
+import { delay } from "../support/wait.ts";
+import { connect, readToEnd, recvExactly, sendAll } from "../support/wire.ts";
 
 /** What one connection of a scenario did. */
 export interface Attempt {
@@ -165,18 +168,30 @@ export async function cleanUpload(port: number, content: Uint8Array): Promise<bo
 }
 
 /**
+ * {@link cleanUpload}, tried up to 50 times 100 ms apart while the server has
+ * no descriptor to spare; resolves true once one attempt was delivered.
+ */
+export async function cleanUploadEventually(port: number, content: Uint8Array): Promise<boolean> {
+  for (let tries = 0; tries < 50; tries++) {
+    if (await cleanUpload(port, content)) return true;
+    await delay(100);
+  }
+  return false;
+}
+
+/**
  * Opens an upload, sends `partial`, and leaves it open; `finish(rest)`
  * completes it cleanly. (Resets come from the Python peer: Deno has no SO_LINGER.)
  */
 export async function openUpload(port: number, partial: Uint8Array) {
   const conn = await connect(port);
-  await readExactly(conn, 7);
-  await writeAll(conn, partial);
+  await recvExactly(conn, 7);
+  await sendAll(conn, partial);
   return {
     conn,
     async finish(rest: Uint8Array): Promise<boolean> {
       try {
-        await writeAll(conn, rest);
+        await sendAll(conn, rest);
         await conn.closeWrite();
         return (await readToEnd(conn, 30_000)) !== "reset";
       } catch {

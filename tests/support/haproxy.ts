@@ -21,7 +21,10 @@
  * ```
  * @module
  */
-import { freePort, Proc, tempDir, waitFor } from "../helpers.ts";
+import { tempDir } from "./files.ts";
+import { Proc } from "./process.ts";
+import { waitFor } from "./wait.ts";
+import { freePort } from "./wire.ts";
 
 /** Whether HAProxy can be run here: its version line, or why not. */
 export type HaproxyAvailability =

@@ -18,7 +18,9 @@
  * @module
  */
 import { AwsClient } from "aws4fetch";
-import { freePort, Proc, waitFor } from "../helpers.ts";
+import { Proc } from "./process.ts";
+import { waitFor } from "./wait.ts";
+import { freePort } from "./wire.ts";
 
 const PACKAGES = ["swift", "swift-proxy", "swift-object", "swift-container", "swift-account", "memcached"];
 const PROGRAMS = [
