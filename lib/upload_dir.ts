@@ -330,12 +330,13 @@ async function repairPart(path: string, name: string, id: bigint): Promise<boole
     throw error;
   }
   // A link, a directory, a FIFO: never ours, never followed; a non-empty directory stays (and throws).
-  await Deno.remove(entry);
   // With another name it was already published (or is someone's stored file): nothing was cut off.
-  if (!info.isFile || (info.nlink ?? 1) > 1 || id > MAX_UPLOAD_NUMBER) return false;
-  if (await exists(join(path, uploadFileName(Number(id))))) return false;
-  await recordError(path, Number(id));
-  return true;
+  const cutOff = info.isFile && (info.nlink ?? 1) === 1 && id <= MAX_UPLOAD_NUMBER &&
+    !(await exists(join(path, uploadFileName(Number(id)))));
+  // ERROR is linked before the .part name goes: a kill in between leaves a .part the next start repairs.
+  if (cutOff) await recordError(path, Number(id));
+  await Deno.remove(entry);
+  return cutOff;
 }
 
 /** Where an {@link UploadFile} lives; given by {@link UploadDirectory.createNext}. */
@@ -446,8 +447,8 @@ export class UploadFile implements StoredUpload {
   /**
    * Discards the data and publishes `ERROR` instead. Never throws, and never
    * touches a file already published: when even `ERROR` cannot be written
-   * (disk full, directory gone) the temporary file is removed and the
-   * returned reason says why, for the log.
+   * (directory gone, descriptors exhausted) the temporary file is left for the
+   * next start to repair, and the returned reason says why, for the log.
    */
   async fail(): Promise<string | undefined> {
     if (this.#published) {
@@ -460,13 +461,14 @@ export class UploadFile implements StoredUpload {
       if (file && !this.#detached && (await file.stat()).nlink === 1) {
         await failInPlace(file, temporaryPath, this.finalPath);
       } else {
-        // This inode may be visible elsewhere: never write it; record ERROR in a new file.
-        await removeQuietly(temporaryPath);
+        // This inode may be visible elsewhere: never write it; record ERROR in a new file,
+        // and only then drop the temporary name (a kill in between leaves it for the next start).
         await recordError(directory, this.id);
+        await removeQuietly(temporaryPath);
       }
       return undefined;
     } catch (error) {
-      await removeQuietly(temporaryPath);
+      // The temporary name stays: the next start records this number as ERROR.
       return `could not record ERROR in ${this.finalPath}: ${describeError(error)}`;
     } finally {
       this.#release();
