@@ -82,15 +82,17 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
     : parsePort(String(values["metrics-port"]));
   const log = values.quiet ? () => {} : (line: string) => stderr.write(`server: ${line}`);
   surviveUncaughtErrors(log);
-  let server: AccioServer | undefined;
+  const started: { server?: AccioServer } = {};
   // Installed before the directory is opened: a stop during the start-up repair (kill-safe) exits 0 at once.
   onStopSignals({
-    graceful: () => server ? drain(server, log) : stopDuringStart(log),
-    immediate: () => server ? server.close() : stopDuringStart(log),
+    graceful: () => started.server ? drain(started.server, log) : stopDuringStart(log),
+    immediate: () => started.server ? started.server.close() : stopDuringStart(log),
   });
   const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
-  const metrics = metricsPort === undefined ? undefined : new Metrics(() => server?.activeConnections ?? 0);
-  server = await AccioServer.start({
+  const metrics = metricsPort === undefined
+    ? undefined
+    : new Metrics(() => started.server?.activeConnections ?? 0);
+  const server = started.server = await AccioServer.start({
     port,
     directory,
     ...limits(values),

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { bytes } from "./support/encoding.ts";
-import { contentFile, listDir, tempDir } from "./support/files.ts";
-import { runClient, spawnProgram, startServer } from "./support/process.ts";
+import { listDir, tempDir } from "./support/files.ts";
+import { spawnProgram, startServer } from "./support/process.ts";
 import { rawUpload } from "./support/raw_upload.ts";
 import { delay, waitFor } from "./support/wait.ts";
 import { freePort } from "./support/wire.ts";
