@@ -231,6 +231,13 @@ export class UploadDirectory implements Store {
     } catch (error) {
       throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
     }
+    try {
+      await reserveError(file);
+    } catch (error) {
+      file.close();
+      await removeQuietly(temporary);
+      throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
+    }
     this.#numbers.observe(id);
     return new UploadFile(id, file, { directory: this.path, temporaryPath: temporary, root: this.#root });
   }
@@ -339,6 +346,16 @@ async function repairPart(path: string, name: string, id: bigint): Promise<boole
   return cutOff;
 }
 
+/**
+ * Writes `ERROR` into a new temporary file and goes back to its start: the
+ * data overwrites it, and a failure later needs no new block (a full disk
+ * cannot take the space `ERROR` needs once the upload has begun).
+ */
+async function reserveError(file: Deno.FsFile): Promise<void> {
+  await writeFully(file, ERROR_CONTENT);
+  await file.seek(0, Deno.SeekMode.Start);
+}
+
 /** Where an {@link UploadFile} lives; given by {@link UploadDirectory.createNext}. */
 export interface UploadPlace {
   /** The upload directory's path. */
@@ -429,6 +446,8 @@ export class UploadFile implements StoredUpload {
     if (!file || this.#published) throw new FileError("upload already finished");
     const { temporaryPath } = this.#place;
     try {
+      // Shorter than the reserved ERROR: its tail goes.
+      if (this.#bytes < ERROR_CONTENT.length) await file.truncate(this.#bytes);
       await file.syncData();
       if (this.#target) await publishNamed(file, temporaryPath, this.#target, () => this.#detached = true);
       else await publish(temporaryPath, this.finalPath);
@@ -506,8 +525,8 @@ async function publishNamed(
 
 /** Writes `ERROR` through the open handle (no new descriptor: works under EMFILE) and publishes it. */
 async function failInPlace(file: Deno.FsFile, temporary: string, final: string): Promise<void> {
-  // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
-  await file.truncate(0);
+  // Never below 5 bytes: the block reserved at creation keeps ERROR's space on a full disk.
+  await file.truncate(ERROR_CONTENT.length);
   await file.seek(0, Deno.SeekMode.Start);
   await writeFully(file, ERROR_CONTENT);
   await publish(temporary, final);
