@@ -48,6 +48,13 @@ const PART_NAME = /^\.([0-9]+)\.file\.part$/;
 /** The server's own scratch files (probe, ERROR records); a leftover is removed at start. */
 const SCRATCH_PREFIX = ".accio-";
 
+/**
+ * The record of the highest number that left the visible scan (a named
+ * upload, a forwarded and deleted file): a dot name, so never an upload name
+ * and never a scratch name.
+ */
+const NUMBERS_NAME = ".accio.numbers";
+
 /** The name of upload `id`'s file. */
 export function uploadFileName(id: number): string {
   return `${id}.file`;
@@ -144,6 +151,8 @@ export class UploadDirectory implements Store {
   #creating: Promise<unknown> = Promise.resolve();
   readonly #lock: DirectoryLock;
   readonly #root: HeldDirectory | undefined;
+  #gone = 0;
+  #recording: Promise<unknown> = Promise.resolve();
 
   private constructor(
     path: string,
@@ -188,9 +197,12 @@ export class UploadDirectory implements Store {
     try {
       await probeWritable(path, problem);
       const numbers = options.numbers ?? new LocalNumbers();
-      numbers.observe(await scanAndRepair(path, report, problem));
+      const gone = await readGone(path, problem);
+      numbers.observe(Math.max(gone, await scanAndRepair(path, report, problem)));
       if (options.names) root = await holdRoot(path);
-      return new UploadDirectory(path, numbers, lock, root);
+      const directory = new UploadDirectory(path, numbers, lock, root);
+      directory.#gone = gone;
+      return directory;
     } catch (error) {
       root?.close();
       lock.release();
@@ -239,7 +251,29 @@ export class UploadDirectory implements Store {
       throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
     }
     this.#numbers.observe(id);
-    return new UploadFile(id, file, { directory: this.path, temporaryPath: temporary, root: this.#root });
+    return new UploadFile(id, file, {
+      directory: this.path,
+      temporaryPath: temporary,
+      root: this.#root,
+      recordGone: (n) => this.recordGone(n),
+    });
+  }
+
+  /**
+   * Records durably that number `id` is used although no `N.file` will show
+   * it (a named upload, a file forwarded and deleted), so that a restart never
+   * hands it out again. Resolves once the record is on disk.
+   *
+   * @throws {FileError} when the record cannot be written.
+   */
+  recordGone(id: number): Promise<void> {
+    const written = this.#recording.then(async () => {
+      if (id <= this.#gone) return;
+      await writeGone(this.path, id);
+      this.#gone = id;
+    });
+    this.#recording = written.catch(() => {});
+    return written;
   }
 
   /** Releases the directory's lock and held descriptor. Uploads still running keep their own. */
@@ -250,6 +284,42 @@ export class UploadDirectory implements Store {
 }
 
 type Problem = (what: string, error?: unknown) => FileError;
+
+/** The number in {@link NUMBERS_NAME} (0 when there is none); anything odd stops the start. */
+async function readGone(path: string, problem: Problem): Promise<number> {
+  let content: string;
+  try {
+    content = await Deno.readTextFile(join(path, NUMBERS_NAME));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return 0;
+    throw problem(`cannot read ${NUMBERS_NAME}`, error);
+  }
+  const id = /^[0-9]{1,16}\n?$/.test(content) ? Number(content.trim()) : NaN;
+  // Guessing could hand a used number out again: the operator decides (the highest number used, or remove it).
+  if (!(id <= MAX_UPLOAD_NUMBER)) {
+    throw problem(
+      `${NUMBERS_NAME} (the highest number used by named uploads) does not hold a number; ` +
+        "write the highest upload number used into it, or remove it, to start",
+    );
+  }
+  return id;
+}
+
+/** Replaces {@link NUMBERS_NAME} atomically: a scratch file, flushed, renamed over it. */
+async function writeGone(path: string, id: number): Promise<void> {
+  const scratch = join(path, `${SCRATCH_PREFIX}numbers-${crypto.randomUUID()}`);
+  try {
+    await using file = await Deno.open(scratch, { write: true, createNew: true });
+    await writeFully(file, new TextEncoder().encode(`${id}\n`));
+    await file.syncData();
+    await Deno.rename(scratch, join(path, NUMBERS_NAME));
+  } catch (error) {
+    await removeQuietly(scratch);
+    throw new FileError(`cannot record number ${id} in ${NUMBERS_NAME}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+}
 
 async function probeWritable(path: string, problem: Problem): Promise<void> {
   try {
@@ -364,6 +434,8 @@ export interface UploadPlace {
   temporaryPath: string;
   /** The held upload directory, for named uploads. */
   root?: HeldDirectory;
+  /** Records a number no `N.file` will show (before a named upload is published). */
+  recordGone?: (id: number) => Promise<void>;
 }
 
 /** Writes all of `bytes` at the file's position. */
@@ -449,6 +521,8 @@ export class UploadFile implements StoredUpload {
       // Shorter than the reserved ERROR: its tail goes.
       if (this.#bytes < ERROR_CONTENT.length) await file.truncate(this.#bytes);
       await file.syncData();
+      // Before the name is visible: from then on no restart may hand this number out again.
+      if (this.#target) await this.#place.recordGone?.(this.id);
       if (this.#target) await publishNamed(file, temporaryPath, this.#target, () => this.#detached = true);
       else await publish(temporaryPath, this.finalPath);
     } catch (error) {

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { bytes } from "./support/encoding.ts";
-import { listDir, tempDir } from "./support/files.ts";
-import { spawnProgram, startServer } from "./support/process.ts";
+import { contentFile, listDir, tempDir } from "./support/files.ts";
+import { runClient, spawnProgram, startServer } from "./support/process.ts";
 import { rawUpload } from "./support/raw_upload.ts";
 import { delay, waitFor } from "./support/wait.ts";
 import { freePort } from "./support/wire.ts";
@@ -70,3 +70,31 @@ for (const signal of ["SIGTERM", "SIGINT", "SIGQUIT"] as const) {
     assert.deepEqual(await lostNumbers(dir, PARTS), []);
   });
 }
+
+Deno.test("numbering: a named upload's number is not handed out again after a restart", async () => {
+  const dir = await tempDir();
+  const source = await contentFile("named");
+  {
+    await using server = await startServer("server", { dir, extra: ["--names"] });
+    const named = await runClient(["--name", "a/one.txt", "127.0.0.1", String(server.port), source]);
+    assert.equal(named.code, 0, named.stderr);
+  }
+  {
+    await using server = await startServer("server", { dir, extra: ["--names"] });
+    await rawUpload(server.port, bytes("plain"));
+    await waitFor(async () => (await listDir(dir)).includes("2.file"), 5_000, "2.file");
+  }
+  assert.equal(await Deno.readTextFile(`${dir}/a/one.txt`), "named");
+  assert.equal(await Deno.readTextFile(`${dir}/2.file`), "plain");
+  assert.ok(!(await listDir(dir)).includes("1.file"), "number 1 was handed out twice");
+});
+
+Deno.test("numbering: an unreadable record of used numbers stops the start with one ERROR: line", async () => {
+  const dir = await tempDir();
+  await Deno.writeTextFile(`${dir}/.accio.numbers`, "not a number\n");
+  const proc = spawnProgram("server", [String(freePort()), dir]);
+  const status = await proc.wait(15_000);
+  assert.equal(status.code, 1, proc.stderr);
+  assert.match(proc.stderr, /ERROR: .*\.accio\.numbers/);
+  assert.equal(await Deno.readTextFile(`${dir}/.accio.numbers`), "not a number\n", "the record was changed");
+});
