@@ -82,9 +82,17 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
     : parsePort(String(values["metrics-port"]));
   const log = values.quiet ? () => {} : (line: string) => stderr.write(`server: ${line}`);
   surviveUncaughtErrors(log);
+  const started: { server?: AccioServer } = {};
+  // Installed before the directory is opened: a stop during the start-up repair (kill-safe) exits 0 at once.
+  onStopSignals({
+    graceful: () => started.server ? drain(started.server, log) : stopDuringStart(log),
+    immediate: () => started.server ? started.server.close() : stopDuringStart(log),
+  });
   const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
-  const metrics = metricsPort === undefined ? undefined : new Metrics(() => server.activeConnections);
-  const server: AccioServer = await AccioServer.start({
+  const metrics = metricsPort === undefined
+    ? undefined
+    : new Metrics(() => started.server?.activeConnections ?? 0);
+  const server = started.server = await AccioServer.start({
     port,
     directory,
     ...limits(values),
@@ -99,17 +107,22 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
     }.file`,
   );
   surviveFileSizeLimit();
-  onStopSignals({
-    graceful: () => {
-      log(`stopping: no new connections, finishing ${server.activeConnections} in flight`);
-      server.shutdown();
-    },
-    immediate: () => server.close(),
-  });
   await server.finished;
   await metricsServer?.close();
   await uploadLog?.close();
   return 0;
+}
+
+/** SIGQUIT once serving: stop accepting, finish what is in flight. */
+function drain(server: AccioServer, log: (line: string) => void): void {
+  log(`stopping: no new connections, finishing ${server.activeConnections} in flight`);
+  server.shutdown();
+}
+
+/** A stop before the server listens: every step of the start may be cut off, so exit now. */
+function stopDuringStart(log: (line: string) => void): void {
+  log("stopped during start-up");
+  stderr.flush(1_000).finally(() => Deno.exit(0));
 }
 
 /** The per-connection settings from the command line. */

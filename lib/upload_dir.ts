@@ -48,6 +48,13 @@ const PART_NAME = /^\.([0-9]+)\.file\.part$/;
 /** The server's own scratch files (probe, ERROR records); a leftover is removed at start. */
 const SCRATCH_PREFIX = ".accio-";
 
+/**
+ * The record of the highest number that left the visible scan (a named
+ * upload, a forwarded and deleted file): a dot name, so never an upload name
+ * and never a scratch name.
+ */
+const NUMBERS_NAME = ".accio.numbers";
+
 /** The name of upload `id`'s file. */
 export function uploadFileName(id: number): string {
   return `${id}.file`;
@@ -144,6 +151,8 @@ export class UploadDirectory implements Store {
   #creating: Promise<unknown> = Promise.resolve();
   readonly #lock: DirectoryLock;
   readonly #root: HeldDirectory | undefined;
+  #gone = 0;
+  #recording: Promise<unknown> = Promise.resolve();
 
   private constructor(
     path: string,
@@ -188,9 +197,12 @@ export class UploadDirectory implements Store {
     try {
       await probeWritable(path, problem);
       const numbers = options.numbers ?? new LocalNumbers();
-      numbers.observe(await scanAndRepair(path, report, problem));
+      const gone = await readGone(path, problem);
+      numbers.observe(Math.max(gone, await scanAndRepair(path, report, problem)));
       if (options.names) root = await holdRoot(path);
-      return new UploadDirectory(path, numbers, lock, root);
+      const directory = new UploadDirectory(path, numbers, lock, root);
+      directory.#gone = gone;
+      return directory;
     } catch (error) {
       root?.close();
       lock.release();
@@ -231,8 +243,37 @@ export class UploadDirectory implements Store {
     } catch (error) {
       throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
     }
+    try {
+      await reserveError(file);
+    } catch (error) {
+      file.close();
+      await removeQuietly(temporary);
+      throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
+    }
     this.#numbers.observe(id);
-    return new UploadFile(id, file, { directory: this.path, temporaryPath: temporary, root: this.#root });
+    return new UploadFile(id, file, {
+      directory: this.path,
+      temporaryPath: temporary,
+      root: this.#root,
+      recordGone: (n) => this.recordGone(n),
+    });
+  }
+
+  /**
+   * Records durably that number `id` is used although no `N.file` will show
+   * it (a named upload, a file forwarded and deleted), so that a restart never
+   * hands it out again. Resolves once the record is on disk.
+   *
+   * @throws {FileError} when the record cannot be written.
+   */
+  recordGone(id: number): Promise<void> {
+    const written = this.#recording.then(async () => {
+      if (id <= this.#gone) return;
+      await writeGone(this.path, id);
+      this.#gone = id;
+    });
+    this.#recording = written.catch(() => {});
+    return written;
   }
 
   /** Releases the directory's lock and held descriptor. Uploads still running keep their own. */
@@ -243,6 +284,42 @@ export class UploadDirectory implements Store {
 }
 
 type Problem = (what: string, error?: unknown) => FileError;
+
+/** The number in {@link NUMBERS_NAME} (0 when there is none); anything odd stops the start. */
+async function readGone(path: string, problem: Problem): Promise<number> {
+  let content: string;
+  try {
+    content = await Deno.readTextFile(join(path, NUMBERS_NAME));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return 0;
+    throw problem(`cannot read ${NUMBERS_NAME}`, error);
+  }
+  const id = /^[0-9]{1,16}\n?$/.test(content) ? Number(content.trim()) : NaN;
+  // Guessing could hand a used number out again: the operator decides (the highest number used, or remove it).
+  if (!(id <= MAX_UPLOAD_NUMBER)) {
+    throw problem(
+      `${NUMBERS_NAME} (the highest number used by named uploads) does not hold a number; ` +
+        "write the highest upload number used into it, or remove it, to start",
+    );
+  }
+  return id;
+}
+
+/** Replaces {@link NUMBERS_NAME} atomically: a scratch file, flushed, renamed over it. */
+async function writeGone(path: string, id: number): Promise<void> {
+  const scratch = join(path, `${SCRATCH_PREFIX}numbers-${crypto.randomUUID()}`);
+  try {
+    await using file = await Deno.open(scratch, { write: true, createNew: true });
+    await writeFully(file, new TextEncoder().encode(`${id}\n`));
+    await file.syncData();
+    await Deno.rename(scratch, join(path, NUMBERS_NAME));
+  } catch (error) {
+    await removeQuietly(scratch);
+    throw new FileError(`cannot record number ${id} in ${NUMBERS_NAME}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+}
 
 async function probeWritable(path: string, problem: Problem): Promise<void> {
   try {
@@ -330,12 +407,23 @@ async function repairPart(path: string, name: string, id: bigint): Promise<boole
     throw error;
   }
   // A link, a directory, a FIFO: never ours, never followed; a non-empty directory stays (and throws).
-  await Deno.remove(entry);
   // With another name it was already published (or is someone's stored file): nothing was cut off.
-  if (!info.isFile || (info.nlink ?? 1) > 1 || id > MAX_UPLOAD_NUMBER) return false;
-  if (await exists(join(path, uploadFileName(Number(id))))) return false;
-  await recordError(path, Number(id));
-  return true;
+  const cutOff = info.isFile && (info.nlink ?? 1) === 1 && id <= MAX_UPLOAD_NUMBER &&
+    !(await exists(join(path, uploadFileName(Number(id)))));
+  // ERROR is linked before the .part name goes: a kill in between leaves a .part the next start repairs.
+  if (cutOff) await recordError(path, Number(id));
+  await Deno.remove(entry);
+  return cutOff;
+}
+
+/**
+ * Writes `ERROR` into a new temporary file and goes back to its start: the
+ * data overwrites it, and a failure later needs no new block (a full disk
+ * cannot take the space `ERROR` needs once the upload has begun).
+ */
+async function reserveError(file: Deno.FsFile): Promise<void> {
+  await writeFully(file, ERROR_CONTENT);
+  await file.seek(0, Deno.SeekMode.Start);
 }
 
 /** Where an {@link UploadFile} lives; given by {@link UploadDirectory.createNext}. */
@@ -346,6 +434,8 @@ export interface UploadPlace {
   temporaryPath: string;
   /** The held upload directory, for named uploads. */
   root?: HeldDirectory;
+  /** Records a number no `N.file` will show (before a named upload is published). */
+  recordGone?: (id: number) => Promise<void>;
 }
 
 /** Writes all of `bytes` at the file's position. */
@@ -428,7 +518,11 @@ export class UploadFile implements StoredUpload {
     if (!file || this.#published) throw new FileError("upload already finished");
     const { temporaryPath } = this.#place;
     try {
+      // Shorter than the reserved ERROR: its tail goes.
+      if (this.#bytes < ERROR_CONTENT.length) await file.truncate(this.#bytes);
       await file.syncData();
+      // Before the name is visible: from then on no restart may hand this number out again.
+      if (this.#target) await this.#place.recordGone?.(this.id);
       if (this.#target) await publishNamed(file, temporaryPath, this.#target, () => this.#detached = true);
       else await publish(temporaryPath, this.finalPath);
     } catch (error) {
@@ -446,8 +540,8 @@ export class UploadFile implements StoredUpload {
   /**
    * Discards the data and publishes `ERROR` instead. Never throws, and never
    * touches a file already published: when even `ERROR` cannot be written
-   * (disk full, directory gone) the temporary file is removed and the
-   * returned reason says why, for the log.
+   * (directory gone, descriptors exhausted) the temporary file is left for the
+   * next start to repair, and the returned reason says why, for the log.
    */
   async fail(): Promise<string | undefined> {
     if (this.#published) {
@@ -460,13 +554,14 @@ export class UploadFile implements StoredUpload {
       if (file && !this.#detached && (await file.stat()).nlink === 1) {
         await failInPlace(file, temporaryPath, this.finalPath);
       } else {
-        // This inode may be visible elsewhere: never write it; record ERROR in a new file.
-        await removeQuietly(temporaryPath);
+        // This inode may be visible elsewhere: never write it; record ERROR in a new file,
+        // and only then drop the temporary name (a kill in between leaves it for the next start).
         await recordError(directory, this.id);
+        await removeQuietly(temporaryPath);
       }
       return undefined;
     } catch (error) {
-      await removeQuietly(temporaryPath);
+      // The temporary name stays: the next start records this number as ERROR.
       return `could not record ERROR in ${this.finalPath}: ${describeError(error)}`;
     } finally {
       this.#release();
@@ -504,8 +599,8 @@ async function publishNamed(
 
 /** Writes `ERROR` through the open handle (no new descriptor: works under EMFILE) and publishes it. */
 async function failInPlace(file: Deno.FsFile, temporary: string, final: string): Promise<void> {
-  // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
-  await file.truncate(0);
+  // Never below 5 bytes: the block reserved at creation keeps ERROR's space on a full disk.
+  await file.truncate(ERROR_CONTENT.length);
   await file.seek(0, Deno.SeekMode.Start);
   await writeFully(file, ERROR_CONTENT);
   await publish(temporary, final);

@@ -918,6 +918,70 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "fault: 30 concurrent clients overflow a 2 MiB disk: every number one file, every exit 0 identical",
+  ignore: !canUnshare,
+  async fn() {
+    const clients = 30;
+    const mountPoint = await tempDir();
+    const sources = await tempDir();
+    const wrap = inPrivateMounts(`mount -t tmpfs -o size=2m tmpfs "${mountPoint}"`);
+    await using server = await startServer("server", { dir: mountPoint, wrap, extra: ["--timeout", "3"] });
+    const view = `/proc/${server.proc.pid}/root${mountPoint}`;
+    const sent = await Promise.all(Array.from({ length: clients }, async (_, i) => {
+      const data = new Uint8Array(200_000 + i * 7919);
+      for (let at = 0; at < data.length; at += 65536) crypto.getRandomValues(data.subarray(at, at + 65536));
+      await Deno.writeFile(`${sources}/f${i}`, data);
+      return data;
+    }));
+    const codes = await Promise.all(sent.map(async (_, i) => {
+      const proc = spawnProgram("client", [
+        "--timeout",
+        "5",
+        "127.0.0.1",
+        String(server.port),
+        `${sources}/f${i}`,
+      ]);
+      return (await proc.wait(60_000)).code;
+    }));
+    await waitFor(
+      async () => (await listDir(view)).every((n) => !n.endsWith(".part")),
+      15_000,
+      "uploads ended",
+    );
+    // A client refused before a number (no space for its temporary file) costs no number: 1..K, no gap.
+    const names = await listDir(view);
+    const stored = new Map<string, Uint8Array>();
+    for (let n = 1; n <= names.length; n++) {
+      assert.ok(names.includes(`${n}.file`), `number ${n}: no file (${names.join(" ")})`);
+      stored.set(`${n}.file`, await Deno.readFile(`${view}/${n}.file`));
+    }
+    assert.ok(names.length > 0 && names.length <= clients, `files: ${names.join(" ")}`);
+    let verified = 0;
+    for (const [i, code] of codes.entries()) {
+      if (code !== 0) continue;
+      const data = Buffer.from(sent[i]);
+      assert.ok(
+        [...stored.values()].some((f) => data.equals(f)),
+        `client ${i} exited 0 but no identical file`,
+      );
+      verified++;
+    }
+    const errors = [...stored.values()].filter((f) => new TextDecoder().decode(f) === "ERROR").length;
+    assert.equal(verified + errors, stored.size, "a file is neither a client's exact bytes nor ERROR");
+    assert.ok(!server.proc.exited, "server crashed");
+    record({
+      scenario: "disk full (2 MiB tmpfs, 30 clients)",
+      connections: clients,
+      faults: errors + clients - stored.size,
+      verified,
+      lost: 0,
+      crashes: 0,
+      note: `${errors} ERROR, ${clients - stored.size} refused before a number`,
+    });
+  },
+});
+
 Deno.test("fault suite summary", () => {
   console.log(`\n${summaryTable()}\n`);
   const sum = totals();
