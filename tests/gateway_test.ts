@@ -370,3 +370,23 @@ Deno.test("metrics: an idle or half-sent request is closed within 5 s", async ()
     half.close();
   }
 });
+
+Deno.test("upload log: a FIFO or a directory as --log is refused at start, never waited on", async () => {
+  const dir = await tempDir();
+  const fifo = `${dir}/log.fifo`;
+  assert.ok((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success);
+  await Deno.mkdir(`${dir}/logdir`);
+  const files = await tempDir();
+  for (const log of [fifo, `${dir}/logdir`]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [...taskArgs("server"), "--log", log, String(freePort()), files],
+      stdout: "null",
+      stderr: "piped",
+      signal: AbortSignal.timeout(15_000), // the old server blocked here for good on a FIFO without reader
+    }).output();
+    const stderr = text(out.stderr);
+    assert.equal(out.code, 1, stderr);
+    assert.match(stderr, /^ERROR: cannot open upload log ".*": not a regular file/m, stderr);
+  }
+  assert.deepEqual(await listDir(files), []);
+});
