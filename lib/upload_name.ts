@@ -4,7 +4,8 @@
  *
  * Refused: empty names, absolute paths, `.`/`..` and any segment starting
  * with `.` (hidden files, and the server's own temporary files), empty
- * segments (`a//b`, a trailing `/`), backslashes, NUL and other control bytes,
+ * segments (`a//b`, a trailing `/`), backslashes, NUL and other control characters
+ * (C0, DEL and C1), U+FFFD (the mark of a name that was not UTF-8),
  * names over 1024 bytes or segments over 255, a first segment `<N>.file`
  * (leading zeros too: those names belong to numbered uploads, whether the
  * name is `3.file` or `3.file/x`), a path through a symbolic link or a
@@ -50,7 +51,9 @@ export function checkName(name: string): string[] {
   if (name === "") throw refuse("empty");
   if (encoder.encode(name).length > MAX_NAME_BYTES) throw refuse(`longer than ${MAX_NAME_BYTES} bytes`);
   // deno-lint-ignore no-control-regex
-  if (/[\x00-\x1f\x7f]/.test(name)) throw refuse("contains a control character");
+  if (/[\x00-\x1f\x7f-\x9f]/.test(name)) throw refuse("contains a control character");
+  // A replacement character means the name was mangled on its way (Deno decodes arguments lossily).
+  if (name.includes("\uFFFD")) throw refuse("contains U+FFFD (a name that was not valid UTF-8)");
   if (name.includes("\\")) throw refuse("contains a backslash");
   if (name.startsWith("/")) throw refuse("absolute path");
   const segments = name.split("/");

@@ -27,13 +27,26 @@ export interface UploadSource extends ByteSource {
   close(): void;
 }
 
+/** Why a file could not be opened, in the client's words rather than the runtime's. */
+function openFailure(path: string, error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) {
+    // Deno decodes arguments as UTF-8, replacing what is not: such a name cannot be passed through.
+    return path.includes("\uFFFD")
+      ? "no such file; its name is not valid UTF-8, which Deno cannot pass through: rename it"
+      : "no such file";
+  }
+  if (/--allow-all/.test(describeError(error))) {
+    return "the client may not read files under /dev or /proc (Deno allows them only to --allow-all): copy it first";
+  }
+  return describeError(error);
+}
+
 async function openFile(path: string): Promise<{ file: Deno.FsFile; size: number | undefined }> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound ? "no such file" : describeError(error);
-    throw new FileError(`cannot open "${path}": ${reason}`, { cause: error });
+    throw new FileError(`cannot open "${path}": ${openFailure(path, error)}`, { cause: error });
   }
   const info = await file.stat();
   if (info.isDirectory) {

@@ -91,3 +91,26 @@ Deno.test("formatHeaders refuses CR, LF and NUL in any value", () => {
     "length: 3",
   ]);
 });
+
+Deno.test("client: a name or file name that was not valid UTF-8 is refused before connecting", async () => {
+  const dir = await tempDir();
+  const path = `${dir}/data.csv`;
+  await Deno.writeTextFile(path, "x");
+  // Deno decodes the argument bytes "bad\xff.txt" as "bad\uFFFD.txt": that is what the client sees.
+  const named = await runClient(["--name", "bad\uFFFD.txt", "127.0.0.1", "9", path]);
+  assert.equal(named.code, 2, named.stderr);
+  assert.match(named.stderr, /^ERROR: refused name "bad\uFFFD.txt": contains U\+FFFD/m);
+  const odd = await runClient(["127.0.0.1", "9", `${dir}/odd\uFFFD name`]);
+  assert.equal(odd.code, 1, odd.stderr);
+  assert.match(odd.stderr, /^ERROR: cannot open ".*": no such file; its name is not valid UTF-8/m);
+});
+
+Deno.test("client: a file under /proc gets a clear message, not Deno's permission hint", async () => {
+  const result = await runClient(["127.0.0.1", "9", "/proc/self/status"]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(
+    result.stderr,
+    /^ERROR: cannot open "\/proc\/self\/status": the client may not read files under \/dev or \/proc/m,
+  );
+  assert.doesNotMatch(result.stderr, /run again/);
+});

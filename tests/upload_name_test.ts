@@ -7,6 +7,7 @@ Deno.test("checkName splits good names and refuses escapes", () => {
   assert.deepEqual(checkName("a/b/c.csv"), ["a", "b", "c.csv"]);
   assert.deepEqual(checkName("7.file.csv"), ["7.file.csv"]);
   assert.deepEqual(checkName("sub/7.file"), ["sub", "7.file"]);
+  assert.deepEqual(checkName("café/Ωmega.csv"), ["café", "Ωmega.csv"]);
   for (
     const bad of [
       "",
@@ -20,6 +21,9 @@ Deno.test("checkName splits good names and refuses escapes", () => {
       "a\\b",
       "a\x00b",
       "a\nb",
+      "next\u0085line",
+      "c1\u009b[31m",
+      "bad\uFFFD.txt",
       "7.file",
       "7.file/x",
       "007.file/y/z",
