@@ -20,6 +20,7 @@ import { Metrics, type MetricsServer, serveMetrics } from "./lib/metrics.ts";
 import { UploadLog } from "./lib/upload_log.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
+import { proxyProtocolGate } from "./lib/proxy_gate.ts";
 import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
 import {
   AccioServer,
@@ -52,6 +53,11 @@ const spec = {
     },
     headers: { type: "boolean", help: "accept header extensions (length, sha256) and answer with a receipt" },
     names: { type: "boolean", help: "also accept the name header: store uploads at client-chosen paths" },
+    "proxy-protocol": {
+      type: "boolean",
+      help: "every connection begins with a PROXY protocol v1/v2 header (behind HAProxy): " +
+        "only the balancer may reach the port",
+    },
     log: { type: "string", valueName: "FILE", help: "append one JSON line per connection to FILE" },
     "metrics-port": { type: "string", valueName: "PORT", help: "serve Prometheus metrics on this port" },
     "metrics-host": {
@@ -114,8 +120,10 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
 
 /** The per-connection settings from the command line. */
 function limits(values: ParsedArgs["values"]): Partial<ServerOptions> {
+  const idleTimeoutMs = parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS);
   return {
-    idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
+    idleTimeoutMs,
+    gates: values["proxy-protocol"] ? [proxyProtocolGate({ timeoutMs: idleTimeoutMs })] : [],
     handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
     maxConnections: parseIntegerOption("max-connections", values["max-connections"], DEFAULT_MAX_CONNECTIONS),
     maxUploadBytes: parseIntegerOption("max-size", values["max-size"], Infinity, { min: 0, units: true }),
