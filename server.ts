@@ -14,7 +14,8 @@ import {
   SERVER_TIMEOUT_OPTION,
 } from "./lib/cli.ts";
 import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
-import { ConnectionError, describeError } from "./lib/errors.ts";
+import { ConnectionError, describeError, FileError } from "./lib/errors.ts";
+import { parseInstance } from "./lib/forward_config.ts";
 import { LineWriter } from "./lib/log.ts";
 import { Metrics, type MetricsServer, serveMetrics } from "./lib/metrics.ts";
 import { UploadLog } from "./lib/upload_log.ts";
@@ -59,6 +60,11 @@ const spec = {
         "only the balancer may reach the port",
     },
     log: { type: "string", valueName: "FILE", help: "append one JSON line per connection to FILE" },
+    instance: {
+      type: "string",
+      valueName: "ID",
+      help: "this gateway's name: store in FILE-DIR/ID/ (created if missing), one numbering per instance",
+    },
     "metrics-port": { type: "string", valueName: "PORT", help: "serve Prometheus metrics on this port" },
     "metrics-host": {
       type: "string",
@@ -81,8 +87,9 @@ await runCommand(spec, Deno.args, async (parsed) => {
   }
 });
 
-async function serve({ positionals: [portText, directory], values }: ParsedArgs): Promise<number> {
+async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): Promise<number> {
   const port = parsePort(portText);
+  const directory = await instanceDirectory(fileDir, values.instance);
   const metricsPort = values["metrics-port"] === undefined
     ? undefined
     : parsePort(String(values["metrics-port"]));
@@ -116,6 +123,20 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
   await metricsServer?.close();
   await uploadLog?.close();
   return 0;
+}
+
+/** FILE-DIR, or with `--instance ID` its sub-directory ID (made here; FILE-DIR itself must exist). */
+async function instanceDirectory(fileDir: string, instance: unknown): Promise<string> {
+  if (typeof instance !== "string") return fileDir;
+  const directory = `${fileDir.replace(/\/+$/, "")}/${parseInstance(instance)}`;
+  try {
+    await Deno.mkdir(directory, { mode: 0o750 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) {
+      throw new FileError(`cannot create "${directory}": ${describeError(error)}`, { cause: error });
+    }
+  }
+  return directory;
 }
 
 /** The per-connection settings from the command line. */
