@@ -14,12 +14,14 @@ import {
   SERVER_TIMEOUT_OPTION,
 } from "./lib/cli.ts";
 import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
-import { ConnectionError, describeError } from "./lib/errors.ts";
+import { ConnectionError, describeError, FileError } from "./lib/errors.ts";
+import { parseInstance } from "./lib/forward_config.ts";
 import { LineWriter } from "./lib/log.ts";
 import { Metrics, type MetricsServer, serveMetrics } from "./lib/metrics.ts";
 import { UploadLog } from "./lib/upload_log.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
+import { proxyProtocolGate } from "./lib/proxy_gate.ts";
 import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
 import {
   AccioServer,
@@ -52,7 +54,17 @@ const spec = {
     },
     headers: { type: "boolean", help: "accept header extensions (length, sha256) and answer with a receipt" },
     names: { type: "boolean", help: "also accept the name header: store uploads at client-chosen paths" },
+    "proxy-protocol": {
+      type: "boolean",
+      help: "every connection begins with a PROXY protocol v1/v2 header (behind HAProxy): " +
+        "only the balancer may reach the port",
+    },
     log: { type: "string", valueName: "FILE", help: "append one JSON line per connection to FILE" },
+    instance: {
+      type: "string",
+      valueName: "ID",
+      help: "this gateway's name: store in FILE-DIR/ID/ (created if missing), one numbering per instance",
+    },
     "metrics-port": { type: "string", valueName: "PORT", help: "serve Prometheus metrics on this port" },
     "metrics-host": {
       type: "string",
@@ -75,8 +87,9 @@ await runCommand(spec, Deno.args, async (parsed) => {
   }
 });
 
-async function serve({ positionals: [portText, directory], values }: ParsedArgs): Promise<number> {
+async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): Promise<number> {
   const port = parsePort(portText);
+  const directory = await instanceDirectory(fileDir, values.instance);
   const metricsPort = values["metrics-port"] === undefined
     ? undefined
     : parsePort(String(values["metrics-port"]));
@@ -125,10 +138,26 @@ function stopDuringStart(log: (line: string) => void): void {
   stderr.flush(1_000).finally(() => Deno.exit(0));
 }
 
+/** FILE-DIR, or with `--instance ID` its sub-directory ID (made here; FILE-DIR itself must exist). */
+async function instanceDirectory(fileDir: string, instance: unknown): Promise<string> {
+  if (typeof instance !== "string") return fileDir;
+  const directory = `${fileDir.replace(/\/+$/, "")}/${parseInstance(instance)}`;
+  try {
+    await Deno.mkdir(directory, { mode: 0o750 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) {
+      throw new FileError(`cannot create "${directory}": ${describeError(error)}`, { cause: error });
+    }
+  }
+  return directory;
+}
+
 /** The per-connection settings from the command line. */
 function limits(values: ParsedArgs["values"]): Partial<ServerOptions> {
+  const idleTimeoutMs = parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS);
   return {
-    idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
+    idleTimeoutMs,
+    gates: values["proxy-protocol"] ? [proxyProtocolGate({ timeoutMs: idleTimeoutMs })] : [],
     handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
     maxConnections: parseIntegerOption("max-connections", values["max-connections"], DEFAULT_MAX_CONNECTIONS),
     maxUploadBytes: parseIntegerOption("max-size", values["max-size"], Infinity, { min: 0, units: true }),

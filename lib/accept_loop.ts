@@ -174,6 +174,8 @@ export class AcceptLoop {
         conn = await this.#listener.accept();
       } catch (error) {
         if (this.#stopping) break;
+        // The peer was gone before accept() returned (HAProxy's TCP checks reset at once): not a shortage.
+        if (peerGone(error)) continue;
         // EMFILE and friends: keep serving; descriptors come back as connections end.
         this.logThrottled(`accept failed, retrying: ${describeError(error)}`);
         this.backOff();
@@ -206,4 +208,10 @@ export class AcceptLoop {
       });
     this.#handlers.add(handled);
   }
+}
+
+/** Errors of accept() that mean only that this one peer has already gone. */
+function peerGone(error: unknown): boolean {
+  return error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted;
 }

@@ -74,3 +74,9 @@ export function describeError(error: unknown): string {
   if (error instanceof Error) return error.message.replace(/\s+/g, " ").trim();
   return String(error);
 }
+
+/**
+ * The connection was no upload (a balancer's health check, a port probe that
+ * closed at once): refused before it got a number, and not logged.
+ */
+export class NotAnUploadError extends AccioError {}

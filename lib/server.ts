@@ -133,6 +133,7 @@ export class AccioServer {
       onNumbered: () => this.#uploads++,
     });
     if (!end.numbered) {
+      if (end.quiet) return;
       this.#loop.logThrottled(`refused a connection from ${end.peer}: ${end.reason}`);
       if (end.shortage) this.#loop.backOff();
       return;

@@ -36,7 +36,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
-import { AccioError, describeError, ProtocolError } from "./errors.ts";
+import { AccioError, describeError, NotAnUploadError, ProtocolError } from "./errors.ts";
 import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode } from "./handshake.ts";
 import { parseHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
 import { formatAddress } from "./listen.ts";
@@ -186,6 +186,8 @@ export type SessionEnd =
     reason: string;
     /** The store could not create the upload (descriptors or disk exhausted): accepting should pause. */
     shortage: boolean;
+    /** It was no upload ({@link NotAnUploadError}: a health check, a probe): not worth a log line. */
+    quiet: boolean;
   };
 
 /** What a session gets from the server besides the connection. */
@@ -266,7 +268,8 @@ async function admit(arrival: Arrival, gates: readonly Gate[]): Promise<void> {
 /** No number was used: the client sees the connection close before `accio\r\n` and reports an error. */
 function refuse(arrival: Arrival, error: unknown, shortage: boolean): SessionEnd {
   closeQuietly(arrival.conn);
-  return { numbered: false, peer: arrival.peer, reason: describeError(error), shortage };
+  const quiet = error instanceof NotAnUploadError;
+  return { numbered: false, peer: arrival.peer, reason: describeError(error), shortage, quiet };
 }
 
 function numbered(arrival: Arrival, upload: StoredUpload): Session {

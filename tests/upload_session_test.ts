@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { withDeadline } from "../lib/deadline.ts";
-import { FileError, ProtocolError } from "../lib/errors.ts";
+import { FileError, NotAnUploadError, ProtocolError } from "../lib/errors.ts";
 import { readExactly, writeAll } from "../lib/socket_io.ts";
 import type { Store, StoredUpload } from "../lib/store.ts";
 import {
@@ -206,9 +206,15 @@ Deno.test("session: a refusing gate and a failing store both close before accio,
     peer: "203.0.113.7:4000",
     reason: "no PROXY header",
     shortage: false,
+    quiet: false,
   });
   assert.equal(gated.reply, "", "closed before accio\\r\\n");
   assert.equal(gated.store.uploads.length, 0, "the gate runs before the store is asked for a number");
+
+  const check: Gate = () => Promise.reject(new NotAnUploadError("PROXY protocol LOCAL connection"));
+  const checked = await serveOne({ gates: [check] }, readToEnd);
+  assert.ok(!checked.end.numbered && checked.end.quiet, "no upload (a health check): refused, not logged");
+  assert.equal(checked.store.uploads.length, 0);
 
   const full = new MemoryStore();
   full.refuseWith = new FileError("cannot create .1.file.part: Too many open files");

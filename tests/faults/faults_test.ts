@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import net from "node:net";
 import { listDir, tempDir } from "../support/files.ts";
 import {
   runClient,
@@ -982,6 +983,55 @@ Deno.test({
     });
   },
 });
+
+Deno.test("fault: peers that reset while waiting in the backlog (HAProxy's TCP checks) cost no pause and no log line", async () => {
+  await using server = await startServer("server", { extra: ["--max-connections", "1"] });
+  const before = await snapshot(server.dir);
+  const held = uniqueContent("held", 64 * 1024);
+  const upload = await openUpload(server.port, held); // holds the only slot: the resets queue behind it
+  const resets = 20;
+  for (let i = 0; i < resets; i++) await connectAndReset(server.port);
+  const after = uniqueContent("after-resets", 64 * 1024);
+  const attempts: Attempt[] = [{
+    content: held,
+    expect: (await upload.finish(new Uint8Array())) ? "clean" : "error",
+  }];
+  attempts.push({ content: after, expect: (await cleanUpload(server.port, after)) ? "clean" : "error" });
+  assert.deepEqual(attempts.map((a) => a.expect), ["clean", "clean"]);
+  await waitFor(
+    async () => (await listDir(server.dir)).filter((n) => n.endsWith(".file")).length === 2,
+    10_000,
+    "2 files",
+  );
+  const { verified, lost } = await verify(server.dir, attempts, before);
+  assert.equal(lost, 0);
+  assert.doesNotMatch(server.proc.stderr, /accept failed/, "a peer gone before accept is no failure");
+  assert.ok(!server.proc.exited, "server crashed");
+  record({
+    scenario: "resets in the accept backlog",
+    connections: resets + 2,
+    faults: resets,
+    verified,
+    lost,
+    crashes: 0,
+    note: "no accept back-off, no log line",
+  });
+});
+
+/** Connects and resets at once (SO_LINGER 0 through node:net), bounded to 5 s. */
+function connectAndReset(port: number): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port }, () => {
+      socket.resetAndDestroy();
+      resolve();
+    });
+    socket.on("error", () => resolve());
+    setTimeout(() => {
+      socket.destroy();
+      resolve();
+    }, 5_000);
+  });
+}
 
 Deno.test("fault suite summary", () => {
   console.log(`\n${summaryTable()}\n`);
