@@ -479,6 +479,12 @@ Deno.test("server --max-size: a larger upload ends as ERROR, one at the limit is
   await waitForFile(server.dir, 2);
   assert.equal((await Deno.stat(`${server.dir}/1.file`)).size, 1024);
   assert.equal(await Deno.readTextFile(`${server.dir}/2.file`), "ERROR");
+  // The log line may trail the file (stderr is read as it arrives).
+  await waitFor(
+    () => /2\.file from .*: ERROR: upload larger/.test(server.proc.stderr),
+    5_000,
+    "the log line",
+  );
   assert.match(server.proc.stderr, /2\.file from .*: ERROR: upload larger than the limit of 1024 bytes/);
 });
 
