@@ -1,14 +1,9 @@
 /**
- * The client's TLS connection, over `node:tls` on a `node:net` socket, with
- * the same surface as the plaintext `TcpSocket`: read, write, half-close,
- * close, and a reset that aborts an unfinished upload.
- *
- * Deno 2.9.6's `node:tls` reports the end of the connection as a clean end
- * whatever it was: `close_notify`, a bare FIN, even a reset; and its own
- * `resetAndDestroy()` sends a FIN. So the TCP socket stays ours, under the TLS
- * layer, behind a small `Duplex`: a reset from the server is seen there (and
- * is an error, as in plaintext), and {@link TlsSocket.reset} resets the TCP
- * connection itself, so the server (`Deno.listenTls`) records `ERROR`.
+ * The client's TLS connection: `node:tls` over the client's own `node:net`
+ * socket (see `tls_stream.ts` for why the TCP socket stays ours), with the
+ * surface of the plaintext `TcpSocket`: read, write, half-close, close, and a
+ * TCP reset that aborts an unfinished upload, so the server records `ERROR`.
+ * Also the trusted roots: the system's by default, or a `--ca` file.
  *
  * Verification is `node:tls`'s, with `rejectUnauthorized` on: a client that
  * does not trust the certificate aborts inside the handshake, before any byte
@@ -16,23 +11,20 @@
  *
  * @example
  * ```ts
- * import { systemRoots, TlsSocket } from "./tls_client.ts";
+ * import { connectTls, systemRoots } from "./tls_client.ts";
  * const roots = await systemRoots();
- * const socket = await TlsSocket.connect("gw.example", 5000, { ca: roots.certificates }).connected;
- * await socket.write(new TextEncoder().encode("data"));
- * await socket.closeWrite();
- * socket.close();
+ * const stream = await connectTls("gw.example", 5000, { ca: roots.certificates, caSource: roots.source })
+ *   .connected;
+ * await stream.write(new TextEncoder().encode("data"));
+ * await stream.closeWrite();
+ * stream.close();
  * ```
  * @module
  */
 import net from "node:net";
-import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { ConnectionError, describeError, FileError } from "./errors.ts";
-import type { Socket } from "./socket_io.ts";
-
-/** Received bytes held before the socket stops reading from the kernel. */
-const QUEUE_LIMIT = 64 * 1024;
+import { netCarrier, TlsStream, translateSocketError } from "./tls_stream.ts";
 
 /** How to verify the server. */
 export interface TlsClientOptions {
@@ -44,23 +36,12 @@ export interface TlsClientOptions {
   serverName?: string;
 }
 
-/** A connection attempt: {@link TlsSocket.connect}. */
+/** A connection attempt: {@link connectTls}. */
 export interface TlsConnecting {
   /** Settles with the verified connection, or with the runtime's TCP error, or a {@link ConnectionError} for TLS. */
-  connected: Promise<TlsSocket>;
+  connected: Promise<TlsStream>;
   /** Abandons the attempt. */
   cancel(): void;
-}
-
-/** Node's socket errors as the runtime's classes, where one fits (as `tcp_socket.ts` does). */
-function translate(error: unknown): Error {
-  const code = (error as { code?: string }).code;
-  const message = error instanceof Error ? error.message : String(error);
-  const options = { cause: error };
-  if (code === "ECONNRESET") return new Deno.errors.ConnectionReset(message, options);
-  if (code === "EPIPE") return new Deno.errors.BrokenPipe(message, options);
-  if (code === "ECONNREFUSED") return new Deno.errors.ConnectionRefused(message, options);
-  return error instanceof Error ? error : new Error(message);
 }
 
 /** Codes `node:tls` gives a certificate it does not trust (Deno reports an expired one so too). */
@@ -110,190 +91,56 @@ export function describeTlsFailure(error: unknown, serverName: string, caSource:
   return say(reason);
 }
 
-/** A connected, verified TLS socket: reads, writes, half-close, reset. One read at a time. */
-export class TlsSocket implements Socket {
-  readonly #tls: tls.TLSSocket;
-  readonly #raw: net.Socket;
-  readonly #queue: Uint8Array[] = [];
-  #queued = 0;
-  #tlsEnded = false;
-  #rawEnded = false;
-  #failure: Error | undefined;
-  #wake: (() => void) | undefined;
-  #writeEnded = false;
-
-  private constructor(secure: tls.TLSSocket, raw: net.Socket) {
-    this.#tls = secure;
-    this.#raw = raw;
-    secure.on("data", (chunk: Uint8Array) => {
-      this.#queue.push(chunk);
-      this.#queued += chunk.length;
-      if (this.#queued >= QUEUE_LIMIT) secure.pause();
-      this.#notify();
-    });
-    const fail = (error: Error) => {
-      this.#failure ??= translate(error);
-      this.#notify();
-    };
-    secure.on("error", fail);
-    raw.on("error", fail);
-    secure.on("end", () => {
-      this.#tlsEnded = true;
-      this.#notify();
-    });
-    raw.on("end", () => {
-      this.#rawEnded = true;
-      this.#notify();
-    });
-    // The TCP socket has the last word: a TLS layer that ended cleanly still waits for its FIN (or reset).
-    secure.on("close", () => this.#closed(this.#tlsEnded));
-    raw.on("close", () => this.#closed(this.#rawEnded));
-  }
-
-  #closed(endedCleanly: boolean): void {
-    if (!endedCleanly) this.#failure ??= new Deno.errors.BadResource("the connection is closed");
-    this.#notify();
-  }
-
-  /**
-   * Connects to `hostname` (a name, or an IP literal without brackets) and
-   * `port`, and runs the TLS handshake; settles once the certificate is verified.
-   */
-  static connect(hostname: string, port: number, options: TlsClientOptions = {}): TlsConnecting {
-    const raw = net.connect({ host: hostname, port, allowHalfOpen: true });
-    raw.on("error", () => {}); // a late error after cancel() must not go unhandled
-    const serverName = options.serverName ?? hostname;
-    const secure = tls.connect({
-      socket: carrier(raw) as net.Socket,
-      host: serverName,
-      servername: net.isIP(serverName) ? undefined : serverName,
-      ca: options.ca,
-      rejectUnauthorized: true,
-      allowHalfOpen: true,
-    } as tls.ConnectionOptions);
-    let tcpConnected = false;
-    raw.once("connect", () => tcpConnected = true);
-    const connected = new Promise<TlsSocket>((resolve, reject) => {
-      const onError = (error: Error) => {
-        // Flush the TLS alert that names the refusal, then close: the server sees why, not a reset.
-        raw.end(() => raw.destroy());
-        if (!tcpConnected) return reject(translate(error));
-        reject(describeTlsFailure(error, serverName, options.caSource ?? "the trusted roots"));
-      };
-      secure.once("error", onError);
-      secure.once("secureConnect", () => {
-        secure.off("error", onError);
-        resolve(new TlsSocket(secure, raw));
-      });
-    });
-    secure.on("error", () => {}); // reported through `connected`, or by the socket once made
-    return {
-      connected,
-      cancel: () => {
-        raw.destroy();
-        secure.destroy();
-      },
-    };
-  }
-
-  get #ended(): boolean {
-    return this.#tlsEnded && this.#rawEnded;
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  /**
-   * Reads into `buffer`: bytes already received first, then `null` once the
-   * server has closed cleanly (TLS end and TCP FIN), or the error (a reset).
-   */
-  async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.#queue.length === 0) {
-      if (this.#failure) throw this.#failure;
-      if (this.#ended) return null;
-      await new Promise<void>((resolve) => this.#wake = resolve);
-    }
-    const head = this.#queue[0];
-    const n = Math.min(head.length, buffer.length);
-    buffer.set(head.subarray(0, n));
-    if (n === head.length) this.#queue.shift();
-    else this.#queue[0] = head.subarray(n);
-    this.#queued -= n;
-    if (this.#queued < QUEUE_LIMIT && this.#tls.isPaused()) this.#tls.resume();
-    return n;
-  }
-
-  /** Writes all of `data`; resolves once it is encrypted and handed to the kernel (`data` may then be reused). */
-  write(data: Uint8Array): Promise<number> {
-    if (this.#failure) return Promise.reject(this.#failure);
-    return new Promise((resolve, reject) => {
-      this.#tls.write(data, (error) => error ? reject(translate(error)) : resolve(data.length));
-    });
-  }
-
-  /** Half-closes: TLS `close_notify`, then FIN, after everything written; reading goes on. */
-  closeWrite(): Promise<void> {
-    if (this.#failure) return Promise.reject(this.#failure);
-    this.#writeEnded = true;
-    return new Promise((resolve, reject) => {
-      const onError = (error: Error) => reject(translate(error));
-      this.#tls.once("error", onError);
-      // Deno's node:tls ends its TLS stream (close_notify) but not the stream under it: the FIN is ours to send.
-      this.#tls.end(() => {
-        this.#raw.end(() => {
-          this.#tls.off("error", onError);
-          resolve();
-        });
-      });
-    });
-  }
-
-  /** Aborts with a TCP reset, without `close_notify`: the server records the upload as `ERROR`. */
-  reset(): void {
-    if (!this.#raw.destroyed) {
-      try {
-        this.#raw.resetAndDestroy();
-      } catch {
-        this.#raw.destroy();
-      }
-    }
-    this.#tls.destroy();
-  }
-
-  /** Closes: gracefully once {@link closeWrite} has run, otherwise with a {@link reset}. */
-  close(): void {
-    if (!this.#writeEnded) return this.reset();
-    this.#tls.destroy();
-    this.#raw.destroy();
-  }
-}
-
 /**
- * The stream `node:tls` runs over: the bytes of `raw`, but `raw` itself stays
- * here, so its reset is seen and can be sent.
+ * Connects to `hostname` (a name, or an IP literal without brackets) and
+ * `port`, and runs the TLS handshake; settles once the certificate is
+ * verified, before any byte of the upload.
+ *
+ * @example
+ * ```ts
+ * import { connectTls } from "./tls_client.ts";
+ * const attempt = connectTls("127.0.0.1", 5000, { serverName: "gw.example" });
+ * const stream = await attempt.connected;
+ * ```
  */
-function carrier(raw: net.Socket): Duplex {
-  const duplex = new Duplex({
+export function connectTls(hostname: string, port: number, options: TlsClientOptions = {}): TlsConnecting {
+  const raw = net.connect({ host: hostname, port, allowHalfOpen: true });
+  raw.on("error", () => {}); // a late error after cancel() must not go unhandled
+  const carrier = netCarrier(raw);
+  const serverName = options.serverName ?? hostname;
+  const secure = tls.connect({
+    socket: carrier.stream as net.Socket,
+    host: serverName,
+    servername: net.isIP(serverName) ? undefined : serverName,
+    ca: options.ca,
+    rejectUnauthorized: true,
     allowHalfOpen: true,
-    read: () => void raw.resume(),
-    write: (chunk, _encoding, done) => void raw.write(chunk, done),
-    final: (done) => void raw.end(done),
-    destroy: (error, done) => {
-      // After a clean TLS end the TCP socket stays open to deliver its own end: FIN, or a reset.
-      if (error) raw.destroy();
-      else raw.resume();
-      done(error);
+  } as tls.ConnectionOptions);
+  secure.on("error", () => {}); // reported through `connected`, or by the stream once made
+  let tcpConnected = false;
+  raw.once("connect", () => tcpConnected = true);
+  const connected = new Promise<TlsStream>((resolve, reject) => {
+    // The TCP error (refused, unreachable) when there is one; the TLS layer reports it only as a close.
+    raw.once("error", (error) => tcpConnected || reject(translateSocketError(error)));
+    const onError = (error: Error) => {
+      raw.end(() => raw.destroy());
+      if (tcpConnected) {
+        reject(describeTlsFailure(error, serverName, options.caSource ?? "the trusted roots"));
+      }
+    };
+    secure.once("error", onError);
+    secure.once("secureConnect", () => {
+      secure.off("error", onError);
+      resolve(new TlsStream(secure, carrier));
+    });
+  });
+  return {
+    connected,
+    cancel: () => {
+      raw.destroy();
+      secure.destroy();
     },
-  });
-  raw.on("data", (chunk) => {
-    if (!duplex.push(chunk)) raw.pause();
-  });
-  raw.on("end", () => duplex.push(null));
-  raw.on("error", (error) => duplex.destroy(error));
-  return duplex;
+  };
 }
 
 /** Where systems keep their bundle of trusted roots (the list Go's crypto/x509 reads). */

@@ -1,250 +1,151 @@
 /**
- * The server's side of TLS: a listener whose certificate can be reloaded
- * (SIGHUP) without dropping a connection in flight, and the TLS handshake
- * completed within a deadline before the server spends a connection number.
+ * The server's side of TLS: a certificate that can be reloaded (SIGHUP)
+ * without touching a connection in flight, and the TLS handshake run on an
+ * accepted TCP connection, within a deadline, before the server spends a
+ * connection number on it.
  *
- * Built on `Deno.listenTls`, whose connections report a peer that vanishes
- * without TLS's `close_notify` (a reset, or a bare FIN) as an error, so an
- * aborted or truncated upload ends as `ERROR`. (Deno 2.9.6's `node:tls` server
- * reports both as a clean end; it is not used.) `Deno.listenTls` cannot change
- * its certificate, so a reload opens a new listener on the same address: the
- * old one's waiting connections are accepted first (they keep the old
- * certificate), then it is closed and the new one bound, in one synchronous
- * step. Connections already accepted never notice.
+ * The listener stays the plaintext `Deno.listen` one (its backlog, its accept
+ * loop, the PROXY header read before anything else); each accepted
+ * `Deno.Conn` is then wrapped with `node:tls` (see `tls_stream.ts`). Not
+ * `Deno.listenTls`: in Deno 2.9.6 closing one of its connections before the
+ * handshake completes leaves the TCP connection open until the peer acts, so a
+ * silent client (a plaintext client waits for `accio\r\n`) would hold a file
+ * descriptor for as long as it likes, after its deadline; and it cannot change
+ * its certificate.
  *
  * @example
  * ```ts
- * import { completeHandshake, TlsAcceptor } from "./tls_server.ts";
- * import { loadTlsMaterial } from "./tls_material.ts";
- * const material = await loadTlsMaterial({ cert: "cert.pem", key: "key.pem" });
- * const acceptor = TlsAcceptor.listen({ port: 5000, material });
- * Deno.addSignalListener("SIGHUP", () => acceptor.reload().catch(console.error));
- * const conn = await completeHandshake(await acceptor.accept(), 10_000);
+ * import { acceptTls, TlsContext } from "./tls_server.ts";
+ * const context = await TlsContext.load({ cert: "cert.pem", key: "key.pem" });
+ * Deno.addSignalListener("SIGHUP", () => context.reload().catch(console.error));
+ * const listener = Deno.listen({ port: 5000 });
+ * const stream = await acceptTls(await listener.accept(), context, 10_000);
  * // only now: take a connection number, send accio\r\n
  * ```
  * @module
  */
+import { Duplex } from "node:stream";
+import tls from "node:tls";
 import { formatSeconds, withDeadline } from "./deadline.ts";
 import { ConnectionError, describeError, FileError } from "./errors.ts";
-import { closeQuietly } from "./socket_io.ts";
-import { loadTlsMaterial, type TlsMaterial } from "./tls_material.ts";
+import { connCarrier, TlsStream } from "./tls_stream.ts";
+import { loadTlsMaterial, type TlsFiles, type TlsMaterial } from "./tls_material.ts";
 
-/** Settings of {@link TlsAcceptor.listen}. */
-export interface TlsAcceptorOptions {
-  /** TCP port, 1-65535 (0 in tests: any free port, kept across reloads). */
-  port: number;
-  /** Address to listen on. Default: every interface, IPv6 and IPv4. */
-  hostname?: string;
-  /** Certificate and key, from {@link loadTlsMaterial}. */
-  material: TlsMaterial;
+/** Longest wait for the test handshake that proves rustls takes a certificate and key. */
+const SELF_TEST_MS = 5_000;
+
+/** Two `Duplex` streams wired to each other, in memory. */
+function streamPair(): [Duplex, Duplex] {
+  const ends: Duplex[] = [];
+  const end = (other: () => Duplex) =>
+    new Duplex({
+      read: () => {},
+      write: (chunk, _encoding, done) => {
+        other().push(chunk);
+        done();
+      },
+      final: (done) => {
+        other().push(null);
+        done();
+      },
+    });
+  ends.push(end(() => ends[1]), end(() => ends[0]));
+  return [ends[0], ends[1]];
 }
 
-/** A drain stops once no waiting connection arrives for this long. */
-const DRAIN_QUIET_MS = 25;
-/** At most this many waiting connections are taken over by one reload (the kernel's backlog is smaller). */
-const DRAIN_MAX = 65_536;
-
-/** Turns a `Deno.listenTls` failure into {@link ConnectionError} (the address) or {@link FileError} (the material). */
-function listenFailure(error: unknown, port: number, material: TlsMaterial): Error {
-  if (error instanceof Deno.errors.AddrInUse) {
-    return new ConnectionError(`cannot listen on port ${port}: the port is already in use`, { cause: error });
-  }
-  if (error instanceof Deno.errors.PermissionDenied) {
-    return new ConnectionError(
-      `cannot listen on port ${port}: permission denied (ports below 1024 need privileges)`,
+/**
+ * Runs one TLS handshake in memory with `context`: `createSecureContext`
+ * checks nothing in Deno 2.9.6, rustls does so at the first handshake.
+ *
+ * @throws {FileError} when rustls refuses the certificate or key.
+ */
+async function selfTest(context: tls.SecureContext, material: TlsMaterial): Promise<void> {
+  const [serverEnd, clientEnd] = streamPair();
+  const server = new tls.TLSSocket(serverEnd as never, { isServer: true, secureContext: context } as never);
+  const client = tls.connect({
+    socket: clientEnd as never,
+    rejectUnauthorized: false,
+    servername: "self-test.invalid",
+  });
+  try {
+    await withDeadline(
+      new Promise<void>((resolve, reject) => {
+        client.once("secureConnect", () => resolve());
+        client.once("error", reject);
+        server.once("error", reject);
+      }),
+      SELF_TEST_MS,
+      () => new Error(`no test handshake within ${formatSeconds(SELF_TEST_MS)}`),
+    );
+  } catch (error) {
+    const { cert, key } = material.files;
+    throw new FileError(
+      `TLS certificate "${cert}" with key "${key}" fails a test handshake: ${describeError(error)}`,
       {
         cause: error,
       },
     );
-  }
-  const reason = describeError(error);
-  if (error instanceof Deno.errors.InvalidData || /\b(keys?|certificates?)\b/i.test(reason)) {
-    const { cert, key } = material.files;
-    return new FileError(`TLS certificate "${cert}" and key "${key}" refused: ${reason}`, { cause: error });
-  }
-  return new ConnectionError(`cannot listen on port ${port}: ${reason}`, { cause: error });
-}
-
-function openTls(hostname: string, port: number, material: TlsMaterial): Deno.TlsListener {
-  return Deno.listenTls({ hostname, port, transport: "tcp", cert: material.cert, key: material.key });
-}
-
-/** `Deno.listenTls` on one address, failing as {@link listenFailure} says. */
-function listenTlsOn(hostname: string, port: number, material: TlsMaterial): Deno.TlsListener {
-  try {
-    return openTls(hostname, port, material);
-  } catch (error) {
-    throw listenFailure(error, port, material);
+  } finally {
+    client.destroy();
+    server.destroy();
   }
 }
 
-/** Like `listenAll` in `listen.ts`: `hostname`, or `::` (which on Linux also takes IPv4), or `0.0.0.0` without IPv6. */
-function listenTlsAll(port: number, hostname: string | undefined, material: TlsMaterial): Deno.TlsListener {
-  if (hostname !== undefined) return listenTlsOn(hostname, port, material);
-  try {
-    return openTls("::", port, material);
-  } catch (error) {
-    const failure = listenFailure(error, port, material);
-    const addressTaken = error instanceof Deno.errors.AddrInUse ||
-      error instanceof Deno.errors.PermissionDenied;
-    if (addressTaken || failure instanceof FileError) throw failure;
-    return listenTlsOn("0.0.0.0", port, material); // no IPv6 on this machine
-  }
+/** Reads, checks and tries the material: what {@link TlsContext} serves. */
+async function prepare(files: TlsFiles): Promise<{ material: TlsMaterial; context: tls.SecureContext }> {
+  const material = await loadTlsMaterial(files);
+  const context = tls.createSecureContext({ cert: material.cert, key: material.key });
+  await selfTest(context, material);
+  return { material, context };
 }
 
-/**
- * A TLS listener whose certificate can be replaced while it runs. Accepting
- * does not run the handshake: {@link completeHandshake} does, within a deadline.
- */
-export class TlsAcceptor {
-  #listener: Deno.TlsListener | undefined;
+/** The certificate and key new TLS connections get; {@link TlsContext.reload} swaps them. */
+export class TlsContext {
   #material: TlsMaterial;
-  readonly #hostname: string;
-  readonly #port: number;
-  readonly #ready: Deno.TlsConn[] = [];
-  readonly #accepting = new Set<Deno.TlsListener>();
-  #failure: { error: unknown } | undefined;
-  #waiters: (() => void)[] = [];
-  #closed = false;
+  #context: tls.SecureContext;
   #reloads: Promise<unknown> = Promise.resolve();
 
-  private constructor(listener: Deno.TlsListener, material: TlsMaterial) {
-    this.#listener = listener;
+  private constructor(material: TlsMaterial, context: tls.SecureContext) {
     this.#material = material;
-    this.#hostname = listener.addr.hostname;
-    this.#port = listener.addr.port;
+    this.#context = context;
   }
 
   /**
-   * Binds the port with `material`.
+   * Reads and checks the files, and tries them in a handshake.
    *
-   * @throws {ConnectionError} when the port cannot be bound; {FileError} when rustls refuses the material.
+   * @throws {FileError} saying what is wrong with which file.
    */
-  static listen({ port, hostname, material }: TlsAcceptorOptions): TlsAcceptor {
-    return new TlsAcceptor(listenTlsAll(port, hostname, material), material);
+  static async load(files: TlsFiles): Promise<TlsContext> {
+    const { material, context } = await prepare(files);
+    return new TlsContext(material, context);
   }
 
-  /** The address it listens on (the same after every reload). */
-  get addr(): Deno.NetAddr {
-    return { transport: "tcp", hostname: this.#hostname, port: this.#port };
-  }
-
-  /** The certificate and key new connections get. */
+  /** What is being served now: names, dates, warnings. */
   get material(): TlsMaterial {
     return this.#material;
   }
 
-  #signal(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const wake of waiters) wake();
-  }
-
-  /** Resolves `true` at the next {@link #signal}, or `false` after `ms` (when given). */
-  #changed(ms?: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const timer = ms === undefined ? undefined : setTimeout(() => resolve(false), ms);
-      this.#waiters.push(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
-  }
-
-  /** Starts one accept on `listener` unless one is running: Deno allows one at a time. */
-  #acceptOn(listener: Deno.TlsListener): void {
-    if (this.#accepting.has(listener)) return;
-    this.#accepting.add(listener);
-    listener.accept().then(
-      (conn) => this.#closed ? closeQuietly(conn) : this.#ready.push(conn),
-      (error) => {
-        // A listener closed by a reload fails its accept; only the current one's failures matter.
-        if (listener === this.#listener && !this.#closed) this.#failure = { error };
-      },
-    ).finally(() => {
-      this.#accepting.delete(listener);
-      this.#signal();
-    });
+  /** The `node:tls` context of new connections. */
+  get secureContext(): tls.SecureContext {
+    return this.#context;
   }
 
   /**
-   * The next connection, its handshake not yet run. Reloads in between are
-   * invisible here.
+   * Reads the same files again and serves them to new connections; those in
+   * flight keep theirs. Reloads run one at a time.
    *
-   * @throws the runtime's accept error (out of descriptors, ...), once per failure; the caller retries.
-   * @throws {ConnectionError} while the port cannot be bound again after a reload; the caller retries.
-   * @throws {Deno.errors.BadResource} once {@link close} was called.
-   */
-  async accept(): Promise<Deno.TlsConn> {
-    for (;;) {
-      const conn = this.#ready.shift();
-      if (conn) return conn;
-      if (this.#closed) throw new Deno.errors.BadResource("the TLS listener is closed");
-      if (this.#failure) {
-        const { error } = this.#failure;
-        this.#failure = undefined;
-        throw error;
-      }
-      this.#listener ??= listenTlsOn(this.#hostname, this.#port, this.#material);
-      this.#acceptOn(this.#listener);
-      await this.#changed();
-    }
-  }
-
-  /** Takes over the connections waiting in `listener`'s backlog, until none arrives for a moment. */
-  async #drain(listener: Deno.TlsListener): Promise<void> {
-    for (let taken = 0; taken < DRAIN_MAX && !this.#closed; taken++) {
-      this.#acceptOn(listener);
-      if (!(await this.#changed(DRAIN_QUIET_MS))) return;
-    }
-  }
-
-  /**
-   * Reads the certificate and key files again and serves new connections
-   * with them. Connections in flight keep theirs. Reloads run one at a time.
-   *
-   * @returns the material now in use.
-   * @throws {FileError} when a file is bad: the material in use stays.
-   * @throws {ConnectionError} when the port could not be bound again: {@link accept} retries.
+   * @returns the material now served.
+   * @throws {FileError} when a file is bad: the material served stays as it was.
    */
   reload(): Promise<TlsMaterial> {
-    const run = this.#reloads.then(() => this.#reloadNow());
+    const run = this.#reloads.then(async () => {
+      const { material, context } = await prepare(this.#material.files);
+      this.#material = material;
+      this.#context = context;
+      return material;
+    });
     this.#reloads = run.catch(() => {});
     return run;
-  }
-
-  async #reloadNow(): Promise<TlsMaterial> {
-    const material = await loadTlsMaterial(this.#material.files);
-    const old = this.#listener;
-    if (old) await this.#drain(old);
-    if (this.#closed) throw new Deno.errors.BadResource("the TLS listener is closed");
-    // From here to the new bind nothing awaits: no accept can run on a half-swapped acceptor.
-    if (this.#listener) closeQuietly(this.#listener);
-    this.#listener = undefined;
-    try {
-      this.#listener = listenTlsOn(this.#hostname, this.#port, material);
-    } catch (error) {
-      if (error instanceof FileError) {
-        this.#listener = listenTlsOn(this.#hostname, this.#port, this.#material);
-        throw new FileError(`${error.message}; still serving the certificate loaded before`, {
-          cause: error,
-        });
-      }
-      this.#material = material; // accept() binds again with it
-      throw error;
-    } finally {
-      this.#signal();
-    }
-    this.#material = material;
-    return material;
-  }
-
-  /** Stops listening; connections taken over by a reload but not yet accepted are closed. */
-  close(): void {
-    this.#closed = true;
-    if (this.#listener) closeQuietly(this.#listener);
-    for (const conn of this.#ready.splice(0)) closeQuietly(conn);
-    this.#signal();
   }
 }
 
@@ -280,67 +181,95 @@ const CERTIFICATE_ALERTS = new Set([
   "UnsupportedCertificate",
 ]);
 
-/** Names the cause of a rustls handshake error, as `Deno.TlsConn.handshake()` reports it. */
+/** The connection ended (FIN) before the handshake did. */
+class EndedEarly extends Error {}
+
+/**
+ * Names the cause of a failed server handshake, from what `node:tls` (over
+ * rustls) or the TCP connection reported.
+ *
+ * @example
+ * ```ts
+ * import { classifyHandshakeError } from "./tls_server.ts";
+ * classifyHandshakeError(new Error("received fatal alert: UnknownCA")).kind; // "certificate-refused"
+ * ```
+ */
 export function classifyHandshakeError(error: unknown): TlsHandshakeError {
-  const reason = describeError(error);
-  const options = { cause: error };
   if (error instanceof TlsHandshakeError) return error;
-  if (error instanceof Deno.errors.UnexpectedEof) {
-    return new TlsHandshakeError(
-      "closed",
-      "the client closed the connection during the TLS handshake",
-      options,
-    );
+  const reason = describeError(error);
+  const code = (error as { code?: string }).code ?? "";
+  const named = (kind: TlsHandshakeFailure, message: string) =>
+    new TlsHandshakeError(kind, message, { cause: error });
+  if (error instanceof EndedEarly) {
+    return named("closed", "the client closed the connection during the TLS handshake");
   }
   if (error instanceof Deno.errors.ConnectionReset) {
-    return new TlsHandshakeError(
-      "reset",
-      "the client reset the connection during the TLS handshake",
-      options,
-    );
+    return named("reset", "the client reset the connection during the TLS handshake");
   }
-  if (/InvalidContentType|corrupt message|MissingData/.test(reason)) {
-    return new TlsHandshakeError(
+  if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || /InvalidContentType|wrong version number/.test(reason)) {
+    return named(
       "not-tls",
       "the client sent bytes that are not a TLS handshake (a client without TLS on the TLS port?)",
-      options,
     );
   }
   const alert = reason.match(/received fatal alert: (\w+)/)?.[1];
   if (alert && CERTIFICATE_ALERTS.has(alert)) {
-    return new TlsHandshakeError(
-      "certificate-refused",
-      `the client refused the server's certificate (TLS alert ${alert})`,
-      options,
-    );
+    return named("certificate-refused", `the client refused the server's certificate (TLS alert ${alert})`);
   }
-  if (alert) {
-    return new TlsHandshakeError("alert", `the client ended the TLS handshake (TLS alert ${alert})`, options);
-  }
+  if (alert) return named("alert", `the client ended the TLS handshake (TLS alert ${alert})`);
   const incompatible = reason.match(/peer is incompatible: (\w+)/)?.[1];
   if (incompatible) {
-    return new TlsHandshakeError(
-      "incompatible",
-      `the client's TLS cannot agree with the server's (${incompatible})`,
-      options,
-    );
+    return named("incompatible", `the client's TLS cannot agree with the server's (${incompatible})`);
   }
-  return new TlsHandshakeError("other", `TLS handshake failed: ${reason}`, options);
+  return named("other", `TLS handshake failed: ${reason}`);
+}
+
+/** Settles when the server handshake on `secure` is done, or rejects with why not. */
+function handshakeDone(
+  secure: tls.TLSSocket,
+  failure: () => Error | undefined,
+  onChange: (fn: () => void) => void,
+) {
+  return new Promise<void>((resolve, reject) => {
+    secure.once("secure", () => resolve());
+    secure.once("error", reject);
+    // Only the TLS layer knows whether the bytes before a FIN completed the handshake.
+    secure.once("end", () => reject(new EndedEarly("ended")));
+    secure.once("close", () => reject(new EndedEarly("closed")));
+    // A reset it does not report: the TCP connection does.
+    onChange(() => {
+      const error = failure();
+      if (error) reject(error);
+    });
+  });
 }
 
 /**
- * Runs the server's TLS handshake to completion within `timeoutMs` for the
- * whole of it (a client trickling its hello cannot stretch it). Call it before
- * the connection gets a number: a plaintext client, a scanner or a client that
- * refuses the certificate then costs no number and leaves no file.
+ * Runs the server's TLS handshake on `conn` (a freshly accepted connection,
+ * or one whose PROXY header was just read) within `timeoutMs` for the whole of
+ * it: a client trickling its hello cannot stretch it. Call it before the
+ * connection gets a number: a plaintext client, a scanner, or a client that
+ * refuses the certificate then costs no number and leaves no file. On failure
+ * the TCP connection is closed at once.
  *
- * @returns `conn`, ready for `accio\r\n`.
- * @throws {TlsHandshakeError} naming the cause; `conn` is closed.
+ * @returns the TLS stream, ready for `accio\r\n`.
+ * @throws {TlsHandshakeError} naming the cause.
  */
-export async function completeHandshake(conn: Deno.TlsConn, timeoutMs: number): Promise<Deno.TlsConn> {
+export async function acceptTls(conn: Deno.Conn, context: TlsContext, timeoutMs: number): Promise<TlsStream> {
+  const carrier = connCarrier(conn);
+  const secure = new tls.TLSSocket(carrier.stream as never, {
+    isServer: true,
+    secureContext: context.secureContext,
+    allowHalfOpen: true,
+  } as never);
+  secure.on("error", () => {}); // the handshake's error is reported below, later ones by the stream
+  const abandon = () => {
+    carrier.close();
+    secure.destroy();
+  };
   try {
     await withDeadline(
-      conn.handshake(),
+      handshakeDone(secure, () => carrier.failure, (fn) => carrier.onChange = fn),
       timeoutMs,
       () =>
         new TlsHandshakeError(
@@ -349,11 +278,11 @@ export async function completeHandshake(conn: Deno.TlsConn, timeoutMs: number): 
             formatSeconds(timeoutMs)
           } (a client without TLS sends nothing: it waits for accio\\r\\n)`,
         ),
-      () => closeQuietly(conn),
+      abandon,
     );
-    return conn;
   } catch (error) {
-    closeQuietly(conn);
+    abandon();
     throw classifyHandshakeError(error);
   }
+  return new TlsStream(secure, carrier);
 }

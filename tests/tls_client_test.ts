@@ -10,7 +10,7 @@ import net from "node:net";
 import { ConnectionError, FileError } from "../lib/errors.ts";
 import { clientHandshake, GREETING } from "../lib/handshake.ts";
 import { readExactly, writeAll } from "../lib/socket_io.ts";
-import { loadCaFile, pemCertificates, systemRoots, TlsSocket } from "../lib/tls_client.ts";
+import { connectTls, loadCaFile, pemCertificates, systemRoots } from "../lib/tls_client.ts";
 import { bytes, delay, tempDir, text } from "./helpers.ts";
 import { makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
 
@@ -56,7 +56,7 @@ async function serveOnce(listener: Deno.TlsListener, reply?: Uint8Array): Promis
 }
 
 async function connectError(port: number, ca: string[], serverName?: string): Promise<ConnectionError> {
-  const attempt = TlsSocket.connect("127.0.0.1", port, { ca, caSource: "ca.pem", serverName });
+  const attempt = connectTls("127.0.0.1", port, { ca, caSource: "ca.pem", serverName });
   const error = await attempt.connected.then(
     (socket) => {
       socket.close();
@@ -71,7 +71,7 @@ async function connectError(port: number, ca: string[], serverName?: string): Pr
 Deno.test({ name: "tls client: upload, half-close, receipt, clean end", ignore }, async () => {
   using listener = await tlsListener();
   const served = serveOnce(listener, bytes("ok\r\n"));
-  const socket = await TlsSocket.connect("127.0.0.1", listener.addr.port, { ca: [(await getCerts()).caPem] })
+  const socket = await connectTls("127.0.0.1", listener.addr.port, { ca: [(await getCerts()).caPem] })
     .connected;
   await writeAll(socket, new Uint8Array(300_000).fill(7), 5_000);
   await socket.closeWrite();
@@ -100,7 +100,7 @@ Deno.test({ name: "tls client: the Accio handshakes run unchanged inside TLS", i
     conn.close();
     return text(confirm) + all;
   })();
-  const socket = await TlsSocket.connect("localhost", listener.addr.port, { ca: [(await getCerts()).caPem] })
+  const socket = await connectTls("localhost", listener.addr.port, { ca: [(await getCerts()).caPem] })
     .connected;
   await clientHandshake(socket, { mode: "double", timeoutMs: 5_000, headerLines: ["length: 4"] });
   await writeAll(socket, bytes("data"), 5_000);
@@ -148,7 +148,7 @@ Deno.test(
     await served;
     // The same certificate is fine when the client is told the name to expect.
     const served2 = serveOnce(listener);
-    const socket = await TlsSocket.connect("127.0.0.1", listener.addr.port, {
+    const socket = await connectTls("127.0.0.1", listener.addr.port, {
       ca: [(await getCerts()).caPem],
       serverName: "other.example",
     }).connected;
@@ -164,7 +164,7 @@ Deno.test(
   async () => {
     using listener = await tlsListener();
     const served = serveOnce(listener);
-    const socket = await TlsSocket.connect("127.0.0.1", listener.addr.port, {
+    const socket = await connectTls("127.0.0.1", listener.addr.port, {
       ca: [(await getCerts()).caPem],
     })
       .connected;
@@ -215,7 +215,7 @@ Deno.test(
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = listener.addr.port;
     listener.close();
-    const error = await TlsSocket.connect("127.0.0.1", port, { ca: [(await getCerts()).caPem] }).connected
+    const error = await connectTls("127.0.0.1", port, { ca: [(await getCerts()).caPem] }).connected
       .then(
         () => undefined,
         (error) => error,
@@ -229,7 +229,7 @@ Deno.test(
   async () => {
     using listener = await tlsListener();
     const served = serveOnce(listener);
-    const socket = await TlsSocket.connect("127.0.0.1", listener.addr.port, {
+    const socket = await connectTls("127.0.0.1", listener.addr.port, {
       ca: [(await getCerts()).caPem],
     })
       .connected;
@@ -243,7 +243,7 @@ Deno.test(
 Deno.test({ name: "tls client: close() before closeWrite() is a reset too", ignore }, async () => {
   using listener = await tlsListener();
   const served = serveOnce(listener);
-  const socket = await TlsSocket.connect("127.0.0.1", listener.addr.port, { ca: [(await getCerts()).caPem] })
+  const socket = await connectTls("127.0.0.1", listener.addr.port, { ca: [(await getCerts()).caPem] })
     .connected;
   await writeAll(socket, bytes("partial"), 5_000);
   await delay(100);
@@ -287,7 +287,7 @@ Deno.test(
     using listener = await tlsListener();
     const served = serveOnce(listener);
     const relay = await resettingRelay(listener.addr.port, 200);
-    const socket = await TlsSocket.connect("127.0.0.1", relay.port, { ca: [(await getCerts()).caPem] })
+    const socket = await connectTls("127.0.0.1", relay.port, { ca: [(await getCerts()).caPem] })
       .connected;
     await writeAll(socket, new Uint8Array(20_000), 5_000);
     await socket.closeWrite();
@@ -305,7 +305,7 @@ Deno.test({ name: "tls client: writes stall (bounded) when the server stops read
     await conn.handshake();
     return conn;
   });
-  const socket = await TlsSocket.connect("127.0.0.1", listener.addr.port, { ca: [(await getCerts()).caPem] })
+  const socket = await connectTls("127.0.0.1", listener.addr.port, { ca: [(await getCerts()).caPem] })
     .connected;
   const conn = await accepted;
   const chunk = new Uint8Array(256 * 1024);
