@@ -65,7 +65,16 @@ export function addressKey(hostname: string, ipv6PrefixBits = 128): string {
   return kept === 8 ? prefix : `${prefix}::/${kept * 16}`;
 }
 
-/** Connections open at once per address, at most `max` each. */
+/** Connections open at once per address, at most `max` each. *
+ * @example
+ * ```ts
+ * import { addressKey, AddressLimit } from "./address_limit.ts";
+ * const limit = new AddressLimit(4);
+ * const release = limit.tryAcquire(addressKey("192.0.2.7"));
+ * // ... serve, then:
+ * release?.();
+ * ```
+ */
 export class AddressLimit {
   /** The most connections one address may hold open. */
   readonly max: number;
@@ -144,6 +153,15 @@ interface Failures {
  * behind the other, so waiting in parallel buys nothing; an attempt that
  * would wait past the cap is refused at once. Failures decay with a
  * half-life. Other addresses are not affected.
+ *
+ * @example
+ * ```ts
+ * import { FailureBackoff } from "./address_limit.ts";
+ * const backoff = new FailureBackoff();
+ * const wait = backoff.admit("192.0.2.7");
+ * if (wait === undefined) console.log("refused: too many failed attempts");
+ * else setTimeout(() => backoff.recordFailure("192.0.2.7"), wait); // check the token after `wait` ms
+ * ```
  */
 export class FailureBackoff {
   readonly #free: number;

@@ -161,17 +161,23 @@ export interface Roots {
   source: string;
 }
 
-/** Splits PEM text into its certificates. */
+/** Splits PEM text into its certificates. *
+ * @example
+ * ```ts
+ * import { pemCertificates } from "./tls_client.ts";
+ * pemCertificates(Deno.readTextFileSync("chain.pem")).length; // 2
+ * ```
+ */
 export function pemCertificates(text: string): string[] {
   return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }
 
 function envBundle(): string | undefined {
-  try {
-    return Deno.env.get("SSL_CERT_FILE") || undefined;
-  } catch {
-    return undefined; // no permission to read the environment: the standard places only
+  // Without the permission to read it (asking would prompt on a terminal), the standard places only.
+  if (Deno.permissions.querySync({ name: "env", variable: "SSL_CERT_FILE" }).state !== "granted") {
+    return undefined;
   }
+  return Deno.env.get("SSL_CERT_FILE") || undefined;
 }
 
 /**
@@ -180,6 +186,13 @@ function envBundle(): string | undefined {
  * exists. Where none does, the runtime's own (Mozilla) roots.
  *
  * @throws {FileError} when `SSL_CERT_FILE` names a file that cannot be read or holds no certificate.
+ *
+ * @example
+ * ```ts
+ * import { connectTls, systemRoots } from "./tls_client.ts";
+ * const roots = await systemRoots();
+ * connectTls("gw.example", 5000, { ca: roots.certificates, caSource: roots.source });
+ * ```
  */
 export async function systemRoots(): Promise<Roots> {
   const fromEnv = envBundle();
@@ -202,6 +215,13 @@ export async function systemRoots(): Promise<Roots> {
  * Reads the `--ca` file: the only roots trusted then.
  *
  * @throws {FileError} when it cannot be read or holds no PEM certificate.
+ *
+ * @example
+ * ```ts
+ * import { connectTls, loadCaFile } from "./tls_client.ts";
+ * const roots = await loadCaFile("ca.pem");
+ * connectTls("127.0.0.1", 5000, { ca: roots.certificates, caSource: roots.source, serverName: "gw.example" });
+ * ```
  */
 export async function loadCaFile(path: string): Promise<Roots> {
   let text: string;

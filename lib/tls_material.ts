@@ -130,6 +130,13 @@ function warningsFor(certificate: X509Certificate, notBefore: Date, notAfter: Da
  *
  * @throws {FileError} when a file is missing, unreadable, not PEM, encrypted,
  * or when the key does not belong to the first certificate.
+ *
+ * @example
+ * ```ts
+ * import { loadTlsMaterial } from "./tls_material.ts";
+ * const material = await loadTlsMaterial({ cert: "cert.pem", key: "key.pem" });
+ * for (const warning of material.warnings) console.log(`warning: ${warning}`);
+ * ```
  */
 export async function loadTlsMaterial(files: TlsFiles, now: Date = new Date()): Promise<TlsMaterial> {
   const { text: cert } = await readPem(files.cert, "certificate");

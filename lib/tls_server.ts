@@ -99,7 +99,16 @@ async function prepare(files: TlsFiles): Promise<{ material: TlsMaterial; contex
   return { material, context };
 }
 
-/** The certificate and key new TLS connections get; {@link TlsContext.reload} swaps them. */
+/** The certificate and key new TLS connections get; {@link TlsContext.reload} swaps them. *
+ * @example
+ * ```ts
+ * import { TlsContext } from "./tls_server.ts";
+ * const context = await TlsContext.load({ cert: "cert.pem", key: "key.pem" });
+ * Deno.addSignalListener("SIGHUP", () => {
+ *   context.reload().then((m) => console.log(`reloaded: ${m.summary}`), (e) => console.log(`kept: ${e.message}`));
+ * });
+ * ```
+ */
 export class TlsContext {
   #material: TlsMaterial;
   #context: tls.SecureContext;
@@ -160,7 +169,17 @@ export type TlsHandshakeFailure =
   | "incompatible"
   | "other";
 
-/** A client's TLS handshake failed: no number was used, nothing was stored. */
+/** A client's TLS handshake failed: no number was used, nothing was stored. *
+ * @example
+ * ```ts
+ * import { acceptTls, TlsContext, TlsHandshakeError } from "./tls_server.ts";
+ * const context = await TlsContext.load({ cert: "cert.pem", key: "key.pem" });
+ * const conn = await Deno.listen({ port: 5000 }).accept();
+ * await acceptTls(conn, context, 10_000).catch((error) => {
+ *   if (error instanceof TlsHandshakeError) console.log(`${error.kind}: ${error.message}`);
+ * });
+ * ```
+ */
 export class TlsHandshakeError extends ConnectionError {
   /** The cause, as a keyword. */
   readonly kind: TlsHandshakeFailure;
@@ -254,6 +273,14 @@ function handshakeDone(
  *
  * @returns the TLS stream, ready for `accio\r\n`.
  * @throws {TlsHandshakeError} naming the cause.
+ *
+ * @example
+ * ```ts
+ * import { acceptTls, TlsContext } from "./tls_server.ts";
+ * const context = await TlsContext.load({ cert: "cert.pem", key: "key.pem" });
+ * const stream = await acceptTls(await Deno.listen({ port: 5000 }).accept(), context, 10_000);
+ * await stream.write(new TextEncoder().encode("accio\r\n"));
+ * ```
  */
 export async function acceptTls(conn: Deno.Conn, context: TlsContext, timeoutMs: number): Promise<TlsStream> {
   const carrier = connCarrier(conn);

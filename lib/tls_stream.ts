@@ -32,8 +32,16 @@ import type { Socket } from "./socket_io.ts";
 const QUEUE_LIMIT = 64 * 1024;
 /** Bytes asked of a `Deno.Conn` per read: TLS records are at most 16 KiB, several fit. */
 const CONN_READ_BYTES = 64 * 1024;
+/** Encrypted bytes read ahead of the TLS layer, at most (the rest waits in the kernel). */
+const CONN_READ_AHEAD_BYTES = 256 * 1024;
 
-/** Node's socket errors as the runtime's classes, where one fits (as `tcp_socket.ts` does). */
+/** Node's socket errors as the runtime's classes, where one fits (as `tcp_socket.ts` does). *
+ * @example
+ * ```ts
+ * import { translateSocketError } from "./tls_stream.ts";
+ * translateSocketError(Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" })); // Deno.errors.ConnectionReset
+ * ```
+ */
 export function translateSocketError(error: unknown): Error {
   const code = (error as { code?: string }).code;
   const message = error instanceof Error ? error.message : String(error);
@@ -143,6 +151,8 @@ class ConnCarrier extends CarrierState implements Carrier {
     this.#conn = conn;
     this.stream = new Duplex({
       allowHalfOpen: true,
+      // Room for a few reads ahead of the TLS layer, so reading and decrypting overlap.
+      readableHighWaterMark: CONN_READ_AHEAD_BYTES,
       read: () => void this.#pump(),
       write: (chunk, _encoding, done) => void this.#writeAll(chunk).then(() => done(), done),
       // After the TLS layer is gone, reading goes on (discarding) to see the TCP end still to come.
@@ -204,17 +214,43 @@ class ConnCarrier extends CarrierState implements Carrier {
   }
 }
 
-/** A carrier over a `node:net` socket (the client's: it can send a reset). */
+/** A carrier over a `node:net` socket (the client's: it can send a reset). *
+ * @example
+ * ```ts
+ * import net from "node:net";
+ * import tls from "node:tls";
+ * import { netCarrier } from "./tls_stream.ts";
+ * const carrier = netCarrier(net.connect({ host: "127.0.0.1", port: 5000, allowHalfOpen: true }));
+ * tls.connect({ socket: carrier.stream as net.Socket, servername: "gw.example" });
+ * ```
+ */
 export function netCarrier(socket: net.Socket): Carrier {
   return new NetCarrier(socket);
 }
 
-/** A carrier over a `Deno.Conn` (the server's: the accept loop's connection, PROXY header already read). */
+/** A carrier over a `Deno.Conn` (the server's: the accept loop's connection, PROXY header already read). *
+ * @example
+ * ```ts
+ * import tls from "node:tls";
+ * import { connCarrier } from "./tls_stream.ts";
+ * const conn = await Deno.listen({ port: 5000 }).accept();
+ * const carrier = connCarrier(conn);
+ * new tls.TLSSocket(carrier.stream as never, { isServer: true } as never);
+ * ```
+ */
 export function connCarrier(conn: Deno.Conn): Carrier {
   return new ConnCarrier(conn);
 }
 
-/** A TLS connection whose handshake is done. One read at a time. */
+/** A TLS connection whose handshake is done. One read at a time. *
+ * @example
+ * ```ts
+ * import { connectTls } from "./tls_client.ts";
+ * const stream = await connectTls("127.0.0.1", 5000).connected; // a TlsStream
+ * await stream.closeWrite();
+ * console.log(await stream.read(new Uint8Array(64)));
+ * ```
+ */
 export class TlsStream implements Socket {
   readonly #tls: tls.TLSSocket;
   readonly #carrier: Carrier;
@@ -276,11 +312,16 @@ export class TlsStream implements Socket {
       if (this.#tlsEnded && this.#carrier.ended) return null;
       await new Promise<void>((resolve) => this.#wake = resolve);
     }
-    const head = this.#queue[0];
-    const n = Math.min(head.length, buffer.length);
-    buffer.set(head.subarray(0, n));
-    if (n === head.length) this.#queue.shift();
-    else this.#queue[0] = head.subarray(n);
+    // As many queued records as fit: TLS delivers at most 16 KiB at a time, a caller may ask for 1 MiB.
+    let n = 0;
+    while (n < buffer.length && this.#queue.length > 0) {
+      const head = this.#queue[0];
+      const take = Math.min(head.length, buffer.length - n);
+      buffer.set(head.subarray(0, take), n);
+      if (take === head.length) this.#queue.shift();
+      else this.#queue[0] = head.subarray(take);
+      n += take;
+    }
     this.#queued -= n;
     if (this.#queued < QUEUE_LIMIT && this.#tls.isPaused()) this.#tls.resume();
     return n;

@@ -58,7 +58,14 @@ export function tokenDigest(token: string): string {
   return createHash("sha256").update(token).digest("hex");
 }
 
-/** Why `identity` cannot name a sensor, or `undefined` when it can. */
+/** Why `identity` cannot name a sensor, or `undefined` when it can. *
+ * @example
+ * ```ts
+ * import { identityProblem } from "./tokens.ts";
+ * identityProblem("sensor-7"); // undefined
+ * identityProblem("../x"); // "only a-z, 0-9, _ and - are allowed, ..."
+ * ```
+ */
 export function identityProblem(identity: string): string | undefined {
   if (IDENTITY.test(identity)) return undefined;
   if (identity === "") return "empty";
@@ -69,6 +76,12 @@ export function identityProblem(identity: string): string | undefined {
 /**
  * Why `token` is unusable (too short, too long, spaces or control or
  * non-ASCII characters), or `undefined`. Never quotes the token.
+ *
+ * @example
+ * ```ts
+ * import { tokenProblem } from "./tokens.ts";
+ * tokenProblem("short"); // "shorter than 16 characters: too easy to guess"
+ * ```
  */
 export function tokenProblem(token: string): string | undefined {
   if (token.length < MIN_TOKEN_LENGTH) {
@@ -84,7 +97,14 @@ interface Entry {
   digest: Buffer;
 }
 
-/** The tokens of one tokens file, parsed. */
+/** The tokens of one tokens file, parsed. *
+ * @example
+ * ```ts
+ * import { TokenTable, tokenDigest } from "./tokens.ts";
+ * const table = TokenTable.parse(`sensor-7:${tokenDigest("0123456789abcdef")}\n`, "tokens");
+ * table.verify("0123456789abcdef"); // "sensor-7"
+ * ```
+ */
 export class TokenTable {
   readonly #entries: Entry[];
 
@@ -165,7 +185,14 @@ async function readSmallFile(path: string, what: string): Promise<{ text: string
   }
 }
 
-/** The server's tokens file: loaded once, {@link TokenFile.reload}ed on SIGHUP. */
+/** The server's tokens file: loaded once, {@link TokenFile.reload}ed on SIGHUP. *
+ * @example
+ * ```ts
+ * import { TokenFile } from "./tokens.ts";
+ * const tokens = await TokenFile.load("/etc/accio/tokens");
+ * Deno.addSignalListener("SIGHUP", () => tokens.reload().catch((e) => console.log(e.message)));
+ * ```
+ */
 export class TokenFile {
   /** The tokens file. */
   readonly path: string;
@@ -238,7 +265,15 @@ function tokenFromFile(text: string, path: string): string {
  * private keys.
  *
  * @throws {FileError} for an unreadable, world-readable or malformed token file.
- * @throws {UsageError} when `ACCIO_TOKEN` holds an unusable token, or cannot be read for lack of permission.
+ * @throws {UsageError} when `ACCIO_TOKEN` holds an unusable token. Without the
+ * permission to read `ACCIO_TOKEN` (`--allow-env=ACCIO_TOKEN`), it counts as unset.
+ *
+ * @example
+ * ```ts
+ * import { readClientToken } from "./tokens.ts";
+ * const found = await readClientToken("/etc/accio/sensor.token"); // or readClientToken(): ACCIO_TOKEN
+ * if (found) console.log(`token from ${found.source}`); // never the token itself
+ * ```
  */
 export async function readClientToken(tokenFile?: string): Promise<ClientToken | undefined> {
   if (tokenFile !== undefined) {
@@ -251,12 +286,9 @@ export async function readClientToken(tokenFile?: string): Promise<ClientToken |
     }
     return { token: tokenFromFile(text, tokenFile), source: `token file "${tokenFile}"` };
   }
-  let token: string | undefined;
-  try {
-    token = Deno.env.get(TOKEN_ENV);
-  } catch (error) {
-    throw new UsageError(`cannot read ${TOKEN_ENV}: ${describeError(error)}`, { cause: error });
-  }
+  // Without the permission to read it, ACCIO_TOKEN counts as unset (asking would prompt on a terminal).
+  if (Deno.permissions.querySync({ name: "env", variable: TOKEN_ENV }).state !== "granted") return undefined;
+  const token = Deno.env.get(TOKEN_ENV);
   if (token === undefined || token === "") return undefined;
   const problem = tokenProblem(token);
   if (problem) throw new UsageError(`the token in ${TOKEN_ENV} is unusable: ${problem}`);
@@ -266,6 +298,13 @@ export async function readClientToken(tokenFile?: string): Promise<ClientToken |
 /**
  * True when a raw header line carries a token (`token:`, any case), so that
  * an error message or log shows `token: <redacted>` instead of the line.
+ *
+ * @example
+ * ```ts
+ * import { isTokenLine } from "./tokens.ts";
+ * const line = "token: 0123456789abcdef";
+ * console.log(isTokenLine(line) ? "token: <redacted>" : line);
+ * ```
  */
 export function isTokenLine(line: Uint8Array | string): boolean {
   const head = typeof line === "string" ? line.slice(0, 16) : new TextDecoder().decode(line.subarray(0, 16));

@@ -330,3 +330,26 @@ Deno.test("back-off over loopback: 200 failed attempts from one address slow dow
     await server.done;
   }
 });
+
+Deno.test("tokens: without the permission to read ACCIO_TOKEN, the client counts it as unset (no prompt)", async () => {
+  const script = `import { readClientToken } from "${new URL("../lib/tokens.ts", import.meta.url).href}";
+console.log(JSON.stringify(await readClientToken() ?? null));`;
+  const file = `${await tempDir()}/read_token.ts`;
+  await Deno.writeTextFile(file, script);
+  const run = async (permissions: string[]) => {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...permissions, file],
+      env: { [TOKEN_ENV]: TOKEN_A },
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+    return new TextDecoder().decode(output.stdout).trim();
+  };
+  assert.equal(await run(["--no-prompt", "--allow-read"]), "null");
+  assert.equal(
+    await run(["--no-prompt", "--allow-read", `--allow-env=${TOKEN_ENV}`]),
+    JSON.stringify({ token: TOKEN_A, source: TOKEN_ENV }),
+  );
+});
