@@ -123,7 +123,8 @@ export function connectTls(hostname: string, port: number, options: TlsClientOpt
     // The TCP error (refused, unreachable) when there is one; the TLS layer reports it only as a close.
     raw.once("error", (error) => tcpConnected || reject(translateSocketError(error)));
     const onError = (error: Error) => {
-      raw.end(() => raw.destroy());
+      // A reset: a plaintext server that took the TLS hello for file bytes then records ERROR.
+      carrier.abort();
       if (tcpConnected) {
         reject(describeTlsFailure(error, serverName, options.caSource ?? "the trusted roots"));
       }
