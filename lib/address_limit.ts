@@ -128,7 +128,10 @@ export interface BackoffOptions {
   freeFailures?: number;
   /** The first wait, in ms; each further failure doubles it. Default 100. */
   baseMs?: number;
-  /** The longest wait, in ms; an attempt that would wait longer is refused at once. Default 10 000. */
+  /**
+   * The longest wait, in ms; an attempt that would wait longer is refused at once. Default 5 000:
+   * well inside a client's 10 s timeouts, so it reads its `error unauthorized` instead of timing out.
+   */
   capMs?: number;
   /** Failures count half after this long, in ms (exponential decay). Default 60 000. */
   halfLifeMs?: number;
@@ -177,7 +180,7 @@ export class FailureBackoff {
   constructor(options: BackoffOptions = {}) {
     this.#free = options.freeFailures ?? 5;
     this.#baseMs = options.baseMs ?? 100;
-    this.#capMs = options.capMs ?? 10_000;
+    this.#capMs = options.capMs ?? 5_000;
     this.#halfLifeMs = options.halfLifeMs ?? 60_000;
     this.#maxTracked = options.maxTracked ?? 10_000;
     this.#now = options.now ?? (() => performance.now());

@@ -353,3 +353,13 @@ console.log(JSON.stringify(await readClientToken() ?? null));`;
     JSON.stringify({ token: TOKEN_A, source: TOKEN_ENV }),
   );
 });
+
+Deno.test("back-off defaults: 5 free failures, then 100 ms doubling, capped at 5 s", () => {
+  const backoff = new FailureBackoff({ now: () => 0 });
+  const delays: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    delays.push(backoff.delayMs("a"));
+    backoff.recordFailure("a");
+  }
+  assert.deepEqual(delays, [0, 0, 0, 0, 0, 100, 200, 400, 800, 1_600, 3_200, 5_000]);
+});
