@@ -29,9 +29,9 @@ import type tls from "node:tls";
 import type { Socket } from "./socket_io.ts";
 
 /** Received bytes held before the stream stops reading. */
-const QUEUE_LIMIT = 64 * 1024;
-/** Bytes asked of a `Deno.Conn` per read: TLS records are at most 16 KiB, several fit. */
-const CONN_READ_BYTES = 64 * 1024;
+const QUEUE_LIMIT = 256 * 1024;
+/** Bytes asked of a `Deno.Conn` per read: fewer, larger reads cost less CPU than many small ones. */
+const CONN_READ_BYTES = 256 * 1024;
 /** Encrypted bytes read ahead of the TLS layer, at most (the rest waits in the kernel). */
 const CONN_READ_AHEAD_BYTES = 256 * 1024;
 
