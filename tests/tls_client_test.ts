@@ -11,7 +11,9 @@ import { ConnectionError, FileError } from "../lib/errors.ts";
 import { clientHandshake, GREETING } from "../lib/handshake.ts";
 import { readExactly, writeAll } from "../lib/socket_io.ts";
 import { connectTls, loadCaFile, pemCertificates, systemRoots } from "../lib/tls_client.ts";
-import { bytes, delay, tempDir, text } from "./helpers.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { tempDir } from "./support/files.ts";
+import { delay } from "./support/wait.ts";
 import { makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
 
 const ignore = skipWithoutOpenssl("the TLS client tests");

@@ -15,7 +15,9 @@ import { connectTls } from "../lib/tls_client.ts";
 import { loadTlsMaterial, type TlsFiles } from "../lib/tls_material.ts";
 import { acceptTls, TlsContext, TlsHandshakeError } from "../lib/tls_server.ts";
 import type { TlsStream } from "../lib/tls_stream.ts";
-import { bytes, delay, tempDir } from "./helpers.ts";
+import { bytes } from "./support/encoding.ts";
+import { tempDir } from "./support/files.ts";
+import { delay } from "./support/wait.ts";
 import { type CertFiles, makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
 
 const ignore = skipWithoutOpenssl("the TLS server tests");

@@ -18,7 +18,8 @@ import {
   TokenTable,
   UNAUTHORIZED,
 } from "../lib/tokens.ts";
-import { delay, tempDir } from "./helpers.ts";
+import { tempDir } from "./support/files.ts";
+import { delay } from "./support/wait.ts";
 
 const TOKEN_A = "a".repeat(16) + "-sensor-a-secret";
 const TOKEN_B = "b".repeat(16) + "-sensor-b-secret";

@@ -21,7 +21,7 @@
  * ```
  * @module
  */
-import { tempDir } from "../helpers.ts";
+import { tempDir } from "./files.ts";
 
 /** Longest wait for one `openssl` command. */
 const OPENSSL_TIMEOUT_MS = 20_000;
