@@ -16,8 +16,9 @@ import {
 import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
 import { ConnectionError, describeError } from "./lib/errors.ts";
 import { LineWriter } from "./lib/log.ts";
-import { Metrics, type MetricsServer, serveMetrics } from "./lib/metrics.ts";
+import { Metrics, type MetricsServer, type MetricsSource, serveMetrics } from "./lib/metrics.ts";
 import { UploadLog } from "./lib/upload_log.ts";
+import { forwardFlags, Forwarding } from "./lib/forwarding.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
 import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
@@ -61,6 +62,24 @@ const spec = {
     },
     quiet: { type: "boolean", help: "log nothing but fatal errors" },
     verbose: { type: "boolean", help: "log every upload, not only failed ones" },
+    forward: {
+      type: "string",
+      valueName: "s3://BUCKET/PREFIX",
+      help: "also copy each saved upload to PREFIX/<instance>/<path> in the bucket (credentials from AWS_*)",
+    },
+    "s3-endpoint": { type: "string", valueName: "URL", help: "the S3 endpoint, addressed path-style" },
+    instance: {
+      type: "string",
+      valueName: "NAME",
+      help: "this gateway's key segment (default: the host name)",
+    },
+    "forward-delete": { type: "boolean", help: "remove the local copy once the object is verified" },
+    "forward-errors": { type: "boolean", help: "forward ERROR uploads too" },
+    "min-free": {
+      type: "string",
+      valueName: "BYTES",
+      help: "with --forward, refuse new connections below this much free disk (default: 1G or 5 %)",
+    },
   },
 } as const;
 
@@ -80,19 +99,24 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
   const metricsPort = values["metrics-port"] === undefined
     ? undefined
     : parsePort(String(values["metrics-port"]));
+  const flags = forwardFlags(values);
   const log = values.quiet ? () => {} : (line: string) => stderr.write(`server: ${line}`);
   surviveUncaughtErrors(log);
   const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
+  const forwarding = flags && await Forwarding.prepare(flags, directory);
   const metrics = metricsPort === undefined ? undefined : new Metrics(() => server.activeConnections);
   const server: AccioServer = await AccioServer.start({
     port,
     directory,
     ...limits(values),
     hashUploads: uploadLog !== undefined,
+    numbers: forwarding?.numbers,
+    gates: forwarding?.gates,
     onLog: log,
-    onUpload: reporter(log, Boolean(values.verbose), metrics, uploadLog),
+    onUpload: reporter(log, Boolean(values.verbose), metrics, uploadLog, forwarding),
   });
-  const metricsServer = metrics && await startMetrics(server, metrics, metricsPort!, values, log);
+  const source = metrics && { render: () => metrics.render() + (forwarding?.render() ?? "") };
+  const metricsServer = source && await startMetrics(server, source, metricsPort!, values, log);
   log(
     `listening on ${formatAddress(server.addr)}, saving to ${directory} from ${
       server.directory.lastId + 1
@@ -106,10 +130,36 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
     },
     immediate: () => server.close(),
   });
+  const refused = forwarding && startForwarding(forwarding, server, log, uploadLog);
   await server.finished;
+  await forwarding?.stop();
   await metricsServer?.close();
   await uploadLog?.close();
+  const failure = await refused;
+  if (failure) throw failure;
   return 0;
+}
+
+/**
+ * Starts the forwarder while uploads are already accepted (an unreachable store only waits);
+ * resolves to the store's refusal (wrong credentials, no bucket), after which the server stops.
+ */
+async function startForwarding(
+  forwarding: Forwarding,
+  server: AccioServer,
+  log: (line: string) => void,
+  uploadLog: UploadLog | undefined,
+): Promise<unknown> {
+  try {
+    await forwarding.start({
+      onLog: (entry) => void uploadLog?.append(entry).then((failure) => failure && log(failure)),
+      onNotice: log,
+    });
+    return undefined;
+  } catch (error) {
+    await server.close();
+    return error;
+  }
 }
 
 /** The per-connection settings from the command line. */
@@ -134,8 +184,10 @@ function reporter(
   verbose: boolean,
   metrics: Metrics | undefined,
   uploadLog: UploadLog | undefined,
+  forwarding: Forwarding | undefined,
 ): (outcome: UploadOutcome) => void {
   return (u) => {
+    forwarding?.enqueue(u);
     if (u.outcome === "error") log(`${u.file} from ${u.peer}: ERROR: ${u.reason}`);
     else if (verbose) log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes`);
     metrics?.record(u.outcome, u.bytes, u.durationMs);
@@ -157,7 +209,7 @@ function reporter(
 /** Starts the metrics responder; if it cannot bind, stops the server and says why. */
 async function startMetrics(
   server: AccioServer,
-  metrics: Metrics,
+  metrics: MetricsSource,
   port: number,
   values: ParsedArgs["values"],
   log: (line: string) => void,
