@@ -123,13 +123,7 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
     }.file`,
   );
   surviveFileSizeLimit();
-  onStopSignals({
-    graceful: () => {
-      log(`stopping: no new connections, finishing ${server.activeConnections} in flight`);
-      server.shutdown();
-    },
-    immediate: () => server.close(),
-  });
+  stopOnSignals(server, log);
   const refused = forwarding && startForwarding(forwarding, server, log, uploadLog);
   await server.finished;
   await forwarding?.stop();
@@ -160,6 +154,17 @@ async function startForwarding(
     await server.close();
     return error;
   }
+}
+
+/** SIGQUIT drains the uploads in flight, SIGTERM/SIGINT stop at once (the forwarder stops after either). */
+function stopOnSignals(server: AccioServer, log: (line: string) => void): void {
+  onStopSignals({
+    graceful: () => {
+      log(`stopping: no new connections, finishing ${server.activeConnections} in flight`);
+      server.shutdown();
+    },
+    immediate: () => server.close(),
+  });
 }
 
 /** The per-connection settings from the command line. */

@@ -135,9 +135,14 @@ async function forwardedAndErrorsKept(swift: SwiftStore): Promise<void> {
     await stopGateway(gw);
   }
   // The restart finds 1.file, 2.file and named.bin done; an ERROR upload (over --max-size) is not forwarded.
-  gw = await startGateway(swift, "fw1", dir, logFile, { extra: ["--max-size", "1M"] });
+  const metricsPort = freePort();
+  gw = await startGateway(swift, "fw1", dir, logFile, {
+    extra: ["--max-size", "1M", "--metrics-port", String(metricsPort)],
+  });
   try {
+    assert.doesNotMatch(gw.proc.stderr, /\.accio-forward/, "the forwarding state is not scratch");
     assert.notEqual(await upload(gw, tooBig), 0);
+    await waitFor(() => Deno.stat(`${dir}/3.file`).then(() => true, () => false), 5_000, "3.file");
     assert.equal(await Deno.readTextFile(`${dir}/3.file`), "ERROR");
     assert.equal(await upload(gw, files[0]), 0); // 4.file
     const lines = await waitForwards(gw, 4);
@@ -149,6 +154,12 @@ async function forwardedAndErrorsKept(swift: SwiftStore): Promise<void> {
       "nothing twice",
     );
     assert.ok(lines.every((l) => l.outcome === "forwarded"), JSON.stringify(lines));
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(metrics, /^accio_uploads_total\{outcome="saved"\} 1$/m);
+    assert.match(metrics, /^accio_forwards_total\{outcome="forwarded"\} 1$/m);
+    assert.match(metrics, /^accio_forwards_total\{outcome="skipped"\} 1$/m);
+    assert.match(metrics, /^accio_forward_bytes_total 1000$/m);
+    assert.match(metrics, /^accio_forward_queue_depth 0$/m);
   } finally {
     assert.equal(await stopGateway(gw), 0);
   }
