@@ -187,7 +187,7 @@ async function deleteKeepsNumbering(swift: SwiftStore): Promise<void> {
     await waitForwards(gw, 3);
     await waitFor(async () => (await listVisible(dir)).length === 0, 10_000, "local copies removed");
   } finally {
-    await stopGateway(gw);
+    assert.equal(await stopGateway(gw, "SIGQUIT"), 0, "SIGQUIT drains, stops the forwarder, exits 0");
   }
   // Every local copy is gone; the restart must still continue after 3.
   gw = await startGateway(swift, "fw2", dir, logFile, { extra: ["--forward-delete"] });
@@ -303,4 +303,31 @@ Deno.test("server: bad forwarding flags exit 2 with one ERROR: line", async () =
   await proc[Symbol.asyncDispose]();
   assert.equal(status.code, 2, proc.stderr);
   assert.match(proc.stderr, /ERROR: .*AWS_ACCESS_KEY_ID/);
+});
+
+Deno.test("server --forward: an unreachable store at start only waits; uploads are kept; SIGTERM exits 0 at once", async () => {
+  const dir = await tempDir();
+  const src = await tempDir();
+  const port = freePort();
+  const proc = new Proc(Deno.execPath(), [
+    ...taskArgs("server"),
+    ...["--forward", "s3://bkt/p", "--s3-endpoint", `http://127.0.0.1:${freePort()}`, "--instance", "gw1"],
+    ...["--min-free", "0", String(port), dir],
+  ], { env: { AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s" } });
+  try {
+    await waitFor(() => proc.stderr.includes("listening on") || proc.exited, 20_000, "server to listen");
+    const result = await runClient(["127.0.0.1", String(port), await makeFile(src, "a.bin", 4096, 7)]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal((await Deno.stat(`${dir}/1.file`)).size, 4096);
+    await waitFor(() => proc.stderr.includes("uploads stay queued"), 10_000, "the store-down notice");
+    assert.ok(!proc.exited, proc.stderr);
+    const started = Date.now();
+    proc.child.kill("SIGTERM");
+    const status = await proc.wait(10_000);
+    assert.equal(status.code, 0, proc.stderr);
+    assert.ok(Date.now() - started < 7_000, "the stop is bounded");
+    assert.equal((await Deno.stat(`${dir}/1.file`)).size, 4096, "kept for the next start");
+  } finally {
+    await proc[Symbol.asyncDispose]();
+  }
 });
