@@ -117,6 +117,7 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
   });
   const source = metrics && { render: () => metrics.render() + (forwarding?.render() ?? "") };
   const metricsServer = source && await startMetrics(server, source, metricsPort!, values, log);
+  const forwarded = forwarding && await startForwarding(forwarding, server, log, uploadLog);
   log(
     `listening on ${formatAddress(server.addr)}, saving to ${directory} from ${
       server.directory.lastId + 1
@@ -124,36 +125,40 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
   );
   surviveFileSizeLimit();
   stopOnSignals(server, log);
-  const refused = forwarding && startForwarding(forwarding, server, log, uploadLog);
   await server.finished;
   await forwarding?.stop();
   await metricsServer?.close();
   await uploadLog?.close();
-  const failure = await refused;
+  const failure = await forwarded?.refused;
   if (failure) throw failure;
   return 0;
 }
 
 /**
- * Starts the forwarder while uploads are already accepted (an unreachable store only waits);
- * resolves to the store's refusal (wrong credentials, no bucket), after which the server stops.
+ * Opens the forwarder (stopping the server if its state is unusable), then checks the store while
+ * uploads are already accepted (an unreachable store only waits); `refused` settles to the store's
+ * refusal (wrong credentials, no bucket), after which the server stops.
  */
 async function startForwarding(
   forwarding: Forwarding,
   server: AccioServer,
   log: (line: string) => void,
   uploadLog: UploadLog | undefined,
-): Promise<unknown> {
+): Promise<{ refused: Promise<unknown> }> {
   try {
-    await forwarding.start({
+    await forwarding.open({
       onLog: (entry) => void uploadLog?.append(entry).then((failure) => failure && log(failure)),
       onNotice: log,
     });
-    return undefined;
   } catch (error) {
     await server.close();
-    return error;
+    throw error;
   }
+  const refused = forwarding.start().then(() => undefined, async (error) => {
+    await server.close();
+    return error;
+  });
+  return { refused };
 }
 
 /** SIGQUIT drains the uploads in flight, SIGTERM/SIGINT stop at once (the forwarder stops after either). */

@@ -10,8 +10,9 @@
  * import { forwardFlags, Forwarding } from "./forwarding.ts";
  * const flags = forwardFlags({ forward: "s3://b/p", "s3-endpoint": "http://127.0.0.1:8080" });
  * const forwarding = flags && await Forwarding.prepare(flags, "/save");
- * // AccioServer.start({ ..., numbers: forwarding?.numbers, gates: forwarding?.gates });
- * await forwarding?.start({ onLog: console.log, onNotice: console.error });
+ * // AccioServer.start({ ..., numbers: forwarding?.numbers, gates: forwarding?.gates }), then:
+ * await forwarding?.open({ onLog: console.log, onNotice: console.error });
+ * await forwarding?.start();
  * ```
  * @module
  */
@@ -19,7 +20,7 @@ import { FileError, UsageError } from "./errors.ts";
 import { DEFAULT_HIGH_WATER, DiskGuard, type HighWaterMark } from "./forward_disk.ts";
 import { forwardSettings, parseInstance } from "./forward_config.ts";
 import type { ForwardLogEntry } from "./forward_job.ts";
-import { ForwardQueue } from "./forward_queue.ts";
+import { ForwardQueue, type ForwardQueueOptions } from "./forward_queue.ts";
 import { ForwardState } from "./forward_state.ts";
 import { type ParsedArgs, parseIntegerOption } from "./cli.ts";
 import { S3Client } from "./s3_client.ts";
@@ -93,44 +94,71 @@ export interface ForwardHooks {
 /** Forwarding for one server: prepared before it starts, started once it listens. */
 export class Forwarding {
   /** The numbering, seeded past every number already forwarded (whose local copy may be gone). */
-  readonly numbers: LocalNumbers;
+  readonly numbers: LocalNumbers = new LocalNumbers();
   /** The disk high-water gate: refuses a connection before a number while the disk is nearly full. */
   readonly gates: readonly Gate[];
   readonly #flags: ForwardFlags;
   readonly #fileDir: string;
   #queue?: ForwardQueue;
   #stopped = false;
+  readonly #seeded = Promise.withResolvers<void>();
 
-  private constructor(flags: ForwardFlags, fileDir: string, numbers: LocalNumbers, disk: DiskGuard) {
+  private constructor(flags: ForwardFlags, fileDir: string, disk: DiskGuard) {
     this.#flags = flags;
     this.#fileDir = fileDir;
-    this.numbers = numbers;
+    this.#seeded.promise.catch(() => {}); // a failed start is reported by start(); the gate only refuses
+    const seeded = this.#seeded.promise;
     this.gates = [async () => {
+      await seeded;
       if (await disk.nearlyFull()) throw new FileError(`disk nearly full under ${fileDir}`);
     }];
   }
 
   /**
-   * Reads the highest forwarded number and checks the free space can be read.
+   * Checks the free space of FILE-DIR's file system can be read. Writes nothing: the forwarding
+   * state is opened by {@link start}, once the server holds the directory's lock.
    *
-   * @throws {FileError} when the state directory or the file system cannot be read.
+   * @throws {FileError} when the file system cannot be read.
    */
   static async prepare(flags: ForwardFlags, fileDir: string): Promise<Forwarding> {
-    const numbers = new LocalNumbers();
-    // With --forward-delete the highest N.file may be gone from the directory: never hand its number out again.
-    numbers.observe(await (await ForwardState.open(fileDir)).highestNumber());
-    return new Forwarding(flags, fileDir, numbers, await DiskGuard.open(fileDir, flags.mark));
+    return new Forwarding(flags, fileDir, await DiskGuard.open(fileDir, flags.mark));
   }
 
   /**
-   * Opens the queue and checks the store; an unreachable store only waits.
-   * A {@link stop} meanwhile ends it quietly.
+   * Opens the queue (its state directory, once the server holds the directory's lock) and seeds
+   * the numbering; connections wait at the gate until then. Makes no request.
+   *
+   * @throws {FileError} when the forwarding state is unusable.
+   */
+  async open(hooks: ForwardHooks): Promise<void> {
+    try {
+      this.#queue = await ForwardQueue.open(this.#queueOptions(hooks));
+      // With --forward-delete the highest N.file may be gone from the directory: never hand its number out again.
+      this.numbers.observe(await (await ForwardState.open(this.#fileDir)).highestNumber());
+      this.#seeded.resolve();
+    } catch (error) {
+      this.#seeded.reject(error);
+      throw error;
+    }
+  }
+
+  /**
+   * Checks the store, then recovers and forwards in the background; an unreachable store only
+   * waits. A {@link stop} meanwhile ends it quietly.
    *
    * @throws {S3Error} (wrong credentials, missing bucket) when the store refuses.
    */
-  async start(hooks: ForwardHooks): Promise<void> {
+  async start(): Promise<void> {
+    try {
+      await this.#queue?.start();
+    } catch (error) {
+      if (!this.#stopped) throw error;
+    }
+  }
+
+  #queueOptions(hooks: ForwardHooks): ForwardQueueOptions {
     const f = this.#flags;
-    this.#queue = await ForwardQueue.open({
+    return {
       fileDir: this.#fileDir,
       s3: new S3Client(f.s3),
       prefix: f.prefix,
@@ -138,12 +166,7 @@ export class Forwarding {
       deleteAfter: f.deleteAfter,
       forwardErrors: f.forwardErrors,
       ...hooks,
-    });
-    try {
-      await this.#queue.start();
-    } catch (error) {
-      if (!this.#stopped) throw error;
-    }
+    };
   }
 
   /** Hands an ended upload to the forwarder (it decides whether an `ERROR` one goes). */
