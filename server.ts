@@ -17,8 +17,9 @@ import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
 import { ConnectionError, describeError, FileError } from "./lib/errors.ts";
 import { parseInstance } from "./lib/forward_config.ts";
 import { LineWriter } from "./lib/log.ts";
-import { Metrics, type MetricsServer, serveMetrics } from "./lib/metrics.ts";
+import { Metrics, type MetricsServer, type MetricsSource, serveMetrics } from "./lib/metrics.ts";
 import { UploadLog } from "./lib/upload_log.ts";
+import { forwardFlags, Forwarding } from "./lib/forwarding.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
 import { proxyProtocolGate } from "./lib/proxy_gate.ts";
@@ -63,7 +64,8 @@ const spec = {
     instance: {
       type: "string",
       valueName: "ID",
-      help: "this gateway's name: store in FILE-DIR/ID/ (created if missing), one numbering per instance",
+      help: "this gateway's name: store in FILE-DIR/ID/ (created if missing), one numbering per instance; " +
+        "with --forward also the key segment (default there: the host name)",
     },
     "metrics-port": { type: "string", valueName: "PORT", help: "serve Prometheus metrics on this port" },
     "metrics-host": {
@@ -73,6 +75,19 @@ const spec = {
     },
     quiet: { type: "boolean", help: "log nothing but fatal errors" },
     verbose: { type: "boolean", help: "log every upload, not only failed ones" },
+    forward: {
+      type: "string",
+      valueName: "s3://BUCKET/PREFIX",
+      help: "also copy each saved upload to PREFIX/<instance>/<path> in the bucket (credentials from AWS_*)",
+    },
+    "s3-endpoint": { type: "string", valueName: "URL", help: "the S3 endpoint, addressed path-style" },
+    "forward-delete": { type: "boolean", help: "remove the local copy once the object is verified" },
+    "forward-errors": { type: "boolean", help: "forward ERROR uploads too" },
+    "min-free": {
+      type: "string",
+      valueName: "BYTES",
+      help: "with --forward, refuse new connections below this much free disk (default: 1G or 5 %)",
+    },
   },
 } as const;
 
@@ -93,6 +108,7 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
   const metricsPort = values["metrics-port"] === undefined
     ? undefined
     : parsePort(String(values["metrics-port"]));
+  const flags = forwardFlags(values);
   const log = values.quiet ? () => {} : (line: string) => stderr.write(`server: ${line}`);
   surviveUncaughtErrors(log);
   const started: { server?: AccioServer } = {};
@@ -102,18 +118,25 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
     immediate: () => started.server ? started.server.close() : stopDuringStart(log),
   });
   const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
+  const forwarding = flags && await Forwarding.prepare(flags, directory);
   const metrics = metricsPort === undefined
     ? undefined
     : new Metrics(() => started.server?.activeConnections ?? 0);
+  const settings = limits(values);
   const server = started.server = await AccioServer.start({
     port,
     directory,
-    ...limits(values),
+    ...settings,
     hashUploads: uploadLog !== undefined,
+    numbers: forwarding?.numbers,
+    // The balancer's header comes first: every later gate then sees the real client.
+    gates: [...(settings.gates ?? []), ...(forwarding?.gates ?? [])],
     onLog: log,
-    onUpload: reporter(log, Boolean(values.verbose), metrics, uploadLog),
+    onUpload: reporter(log, Boolean(values.verbose), metrics, uploadLog, forwarding),
   });
-  const metricsServer = metrics && await startMetrics(server, metrics, metricsPort!, values, log);
+  const source = metrics && { render: () => metrics.render() + (forwarding?.render() ?? "") };
+  const metricsServer = source && await startMetrics(server, source, metricsPort!, values, log);
+  const forwarded = forwarding && await startForwarding(forwarding, server, log, uploadLog);
   log(
     `listening on ${formatAddress(server.addr)}, saving to ${directory} from ${
       server.directory.lastId + 1
@@ -121,9 +144,39 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
   );
   surviveFileSizeLimit();
   await server.finished;
+  await forwarding?.stop();
   await metricsServer?.close();
   await uploadLog?.close();
+  const failure = await forwarded?.refused;
+  if (failure) throw failure;
   return 0;
+}
+
+/**
+ * Opens the forwarder (stopping the server if its state is unusable), then checks the store while
+ * uploads are already accepted (an unreachable store only waits); `refused` settles to the store's
+ * refusal (wrong credentials, no bucket), after which the server stops.
+ */
+async function startForwarding(
+  forwarding: Forwarding,
+  server: AccioServer,
+  log: (line: string) => void,
+  uploadLog: UploadLog | undefined,
+): Promise<{ refused: Promise<unknown> }> {
+  try {
+    await forwarding.open({
+      onLog: (entry) => void uploadLog?.append(entry).then((failure) => failure && log(failure)),
+      onNotice: log,
+    });
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
+  const refused = forwarding.start().then(() => undefined, async (error) => {
+    await server.close();
+    return error;
+  });
+  return { refused };
 }
 
 /** SIGQUIT once serving: stop accepting, finish what is in flight. */
@@ -176,8 +229,10 @@ function reporter(
   verbose: boolean,
   metrics: Metrics | undefined,
   uploadLog: UploadLog | undefined,
+  forwarding: Forwarding | undefined,
 ): (outcome: UploadOutcome) => void {
   return (u) => {
+    forwarding?.enqueue(u);
     if (u.outcome === "error") log(`${u.file} from ${u.peer}: ERROR: ${u.reason}`);
     else if (verbose) log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes`);
     metrics?.record(u.outcome, u.bytes, u.durationMs);
@@ -199,7 +254,7 @@ function reporter(
 /** Starts the metrics responder; if it cannot bind, stops the server and says why. */
 async function startMetrics(
   server: AccioServer,
-  metrics: Metrics,
+  metrics: MetricsSource,
   port: number,
   values: ParsedArgs["values"],
   log: (line: string) => void,

@@ -47,6 +47,8 @@ export const MAX_UPLOAD_NUMBER: number = Number.MAX_SAFE_INTEGER;
 const PART_NAME = /^\.([0-9]+)\.file\.part$/;
 /** The server's own scratch files (probe, ERROR records); a leftover is removed at start. */
 const SCRATCH_PREFIX = ".accio-";
+/** Not scratch, though it shares the prefix: the forwarder's durable state (lib/forward_state.ts). */
+const FORWARD_STATE = ".accio-forward";
 
 /**
  * The record of the highest number that left the visible scan (a named
@@ -345,7 +347,7 @@ async function scanAndRepair(path: string, report: OpenReport, problem: Problem)
       const part = PART_NAME.exec(entry.name);
       if (final) lastId = Math.max(lastId, await numberHeld(path, entry.name, BigInt(final[1]), problem));
       if (part) parts.push({ name: entry.name, id: BigInt(part[1]) });
-      if (entry.name.startsWith(SCRATCH_PREFIX)) scratch.push(entry.name);
+      if (entry.name.startsWith(SCRATCH_PREFIX) && entry.name !== FORWARD_STATE) scratch.push(entry.name);
     }
   } catch (error) {
     if (error instanceof FileError) throw error;

@@ -169,7 +169,7 @@ function workerEnv(swift: SwiftStore, secret = swift.secretAccessKey): Record<st
 }
 
 function spawnWorker(swift: SwiftStore, dir: string, bucket: string, ...flags: string[]): Proc {
-  // The server's permissions plus exactly what forwarding adds (docs/forwarding-draft.md, Permissions).
+  // The server's permissions plus exactly what forwarding adds (README.md, Store and forward, Permissions).
   const permissions = [
     "--allow-net",
     "--allow-read",
