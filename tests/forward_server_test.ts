@@ -46,11 +46,18 @@ function spawnGateway(
     ...["--names", "--log", logFile, "--verbose", "--min-free", "0"],
     ...extra,
     String(port),
-    dir,
+    dir.replace(/\/gw1$/, ""), // --instance gw1 stores in FILE-DIR/gw1: `dir`
   ];
   const command = [...wrap, Deno.execPath(), ...args];
   const proc = new Proc(command[0], command.slice(1), { env: envOf(swift, secret) });
   return { proc, port, dir, logFile };
+}
+
+/** A directory `<temp>/gw1`: where a gateway started with `--instance gw1` on `<temp>` stores. */
+async function gatewayDir(): Promise<string> {
+  const dir = `${await tempDir()}/gw1`;
+  await Deno.mkdir(dir);
+  return dir;
 }
 
 async function startGateway(...args: Parameters<typeof spawnGateway>): Promise<Gateway> {
@@ -120,7 +127,7 @@ async function upload(gw: Gateway, path: string, options: string[] = []): Promis
 
 async function forwardedAndErrorsKept(swift: SwiftStore): Promise<void> {
   await swift.createBucket("fw1");
-  const dir = await tempDir();
+  const dir = await gatewayDir();
   const src = await tempDir();
   const logFile = `${src}/uploads.log`;
   const files = [await makeFile(src, "a.bin", 1000, 1), await makeFile(src, "b.bin", 9 * MIB, 2)];
@@ -134,7 +141,7 @@ async function forwardedAndErrorsKept(swift: SwiftStore): Promise<void> {
   } finally {
     await stopGateway(gw);
   }
-  // The restart finds 1.file, 2.file and named.bin done; an ERROR upload (over --max-size) is not forwarded.
+  // The restart finds 1.file, 2.file and named.bin (number 3) done; an ERROR upload (over --max-size) is not forwarded.
   const metricsPort = freePort();
   gw = await startGateway(swift, "fw1", dir, logFile, {
     extra: ["--max-size", "1M", "--metrics-port", String(metricsPort)],
@@ -142,15 +149,15 @@ async function forwardedAndErrorsKept(swift: SwiftStore): Promise<void> {
   try {
     assert.doesNotMatch(gw.proc.stderr, /\.accio-forward/, "the forwarding state is not scratch");
     assert.notEqual(await upload(gw, tooBig), 0);
-    await waitFor(() => Deno.stat(`${dir}/3.file`).then(() => true, () => false), 5_000, "3.file");
-    assert.equal(await Deno.readTextFile(`${dir}/3.file`), "ERROR");
-    assert.equal(await upload(gw, files[0]), 0); // 4.file
+    await waitFor(() => Deno.stat(`${dir}/4.file`).then(() => true, () => false), 5_000, "4.file");
+    assert.equal(await Deno.readTextFile(`${dir}/4.file`), "ERROR");
+    assert.equal(await upload(gw, files[0]), 0); // 5.file (3 was the named upload: numbers survive the restart)
     const lines = await waitForwards(gw, 4);
     await delay(1_500); // a second forward would show up meanwhile
     const all = await forwardLines(logFile);
     assert.deepEqual(
       all.map((l) => fileIn(dir, l)).sort(),
-      ["1.file", "2.file", "4.file", "named.bin"],
+      ["1.file", "2.file", "5.file", "named.bin"],
       "nothing twice",
     );
     assert.ok(lines.every((l) => l.outcome === "forwarded"), JSON.stringify(lines));
@@ -166,7 +173,7 @@ async function forwardedAndErrorsKept(swift: SwiftStore): Promise<void> {
   const expected: [string, string][] = [
     ["1.file", files[0]],
     ["2.file", files[1]],
-    ["4.file", files[0]],
+    ["5.file", files[0]],
     ["named.bin", named],
   ];
   for (const [name, local] of expected) {
@@ -177,7 +184,7 @@ async function forwardedAndErrorsKept(swift: SwiftStore): Promise<void> {
 
 async function deleteKeepsNumbering(swift: SwiftStore): Promise<void> {
   await swift.createBucket("fw2");
-  const dir = await tempDir();
+  const dir = await gatewayDir();
   const src = await tempDir();
   const logFile = `${src}/uploads.log`;
   const files = [1, 2, 3].map((seed) => makeFile(src, `f${seed}.bin`, 3000 * seed, seed));
@@ -217,7 +224,7 @@ async function listVisible(dir: string): Promise<string[]> {
 
 async function wrongCredentials(swift: SwiftStore): Promise<void> {
   await swift.createBucket("fw3");
-  const dir = await tempDir();
+  const dir = await gatewayDir();
   await Deno.writeTextFile(`${dir}/1.file`, "kept");
   const gw = spawnGateway(swift, "fw3", dir, `${dir}/../fw3.log`, {
     extra: ["--forward-delete"],
@@ -232,7 +239,7 @@ async function wrongCredentials(swift: SwiftStore): Promise<void> {
 
 async function highWaterMark(swift: SwiftStore): Promise<void> {
   await swift.createBucket("fw4");
-  const dir = await tempDir();
+  const dir = await gatewayDir();
   const src = await tempDir();
   const logFile = `${src}/uploads.log`;
   const fill = await makeFile(src, "fill.bin", 5 * MIB, 5);
@@ -285,7 +292,7 @@ Deno.test("server: bad forwarding flags exit 2 with one ERROR: line", async () =
     [["--forward-delete"], /needs --forward/],
     [["--forward", "s3://bkt/p", "--s3-endpoint", "ftp://x"], /ERROR:/],
   ];
-  const dir = await tempDir();
+  const dir = await gatewayDir();
   for (const [flags, message] of cases) {
     const proc = new Proc(Deno.execPath(), [...taskArgs("server"), ...flags, String(freePort()), dir], {
       env: { AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s" },
@@ -306,13 +313,13 @@ Deno.test("server: bad forwarding flags exit 2 with one ERROR: line", async () =
 });
 
 Deno.test("server --forward: an unreachable store at start only waits; uploads are kept; SIGTERM exits 0 at once", async () => {
-  const dir = await tempDir();
+  const dir = await gatewayDir();
   const src = await tempDir();
   const port = freePort();
   const proc = new Proc(Deno.execPath(), [
     ...taskArgs("server"),
     ...["--forward", "s3://bkt/p", "--s3-endpoint", `http://127.0.0.1:${freePort()}`, "--instance", "gw1"],
-    ...["--min-free", "0", String(port), dir],
+    ...["--min-free", "0", String(port), dir.replace(/\/gw1$/, "")],
   ], { env: { AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s" } });
   try {
     await waitFor(() => proc.stderr.includes("listening on") || proc.exited, 20_000, "server to listen");
