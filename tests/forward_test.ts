@@ -30,9 +30,11 @@ import { ensureSwift, SwiftStore } from "./support/swift.ts";
 
 const MIB = 1024 * 1024;
 const WORKER = `${ROOT}tests/support/forward_worker.ts`;
-// The memory bound does not depend on the file's size (a fixed pool of part buffers); the suite
-// forwards 256 MiB to stay quick, ACCIO_FORWARD_MIB=2048 runs the issue's 2 GiB case (about a minute).
-const BIG_MIB = Number(Deno.env.get("ACCIO_FORWARD_MIB") ?? 256);
+// The issue's 2 GiB case (about 30-60 s here); ACCIO_FORWARD_MIB=256 makes it quicker by hand. The memory
+// bound does not depend on the size (a fixed pool of part buffers).
+const BIG_MIB = Number(Deno.env.get("ACCIO_FORWARD_MIB") ?? 2048);
+/** How long the store stays down in the outage step: a minute, as the issue asks. */
+const OUTAGE_MS = 60_000;
 
 const availability = await ensureSwift();
 if (!availability.ok) console.log(`SKIPPED forwarding tests against Swift: ${availability.why}`);
@@ -237,7 +239,7 @@ async function outage(swift: SwiftStore): Promise<void> {
   // Uploads keep arriving during the outage; they wait in the directory.
   const second = await makeUploads(dir, 50, 101);
   for (const path of second.files.keys()) queue.enqueue(`${dir}/${path}`);
-  await delay(Math.max(0, 15_000 - (Date.now() - outageStart)));
+  await delay(Math.max(0, OUTAGE_MS - (Date.now() - outageStart)));
   const during = queue.metrics.snapshot();
   assert.ok(during.queueDepth > 0, "uploads are queued while the store is down");
   assert.ok(during.retries > 0, "requests were retried");
@@ -418,7 +420,7 @@ Deno.test({
       () => twoHundredUploads(swift),
     );
     await t.step(
-      "store stopped for 15 s mid-run, then back: nothing lost, the queue drains",
+      "store stopped for a minute mid-run, then back: nothing lost, the queue drains",
       () => outage(swift),
     );
     await t.step(
