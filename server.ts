@@ -22,6 +22,11 @@ import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
 import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
 import { AccioServer, DEFAULT_MAX_CONNECTIONS, type UploadOutcome } from "./lib/server.ts";
+import {
+  DEFAULT_RESUME_MAX_BYTES,
+  DEFAULT_RESUME_MAX_COUNT,
+  DEFAULT_RESUME_WINDOW_MS,
+} from "./lib/resume_store.ts";
 import { onStopSignals, surviveFileSizeLimit, surviveUncaughtErrors } from "./lib/signals.ts";
 
 const spec = {
@@ -47,6 +52,25 @@ const spec = {
     },
     headers: { type: "boolean", help: "accept header extensions (length, sha256) and answer with a receipt" },
     names: { type: "boolean", help: "also accept the name header: store uploads at client-chosen paths" },
+    resumable: {
+      type: "boolean",
+      help: "keep broken named, verified uploads for the client's --resume (implies --names)",
+    },
+    "resume-window": {
+      type: "string",
+      valueName: "SECONDS",
+      help: "how long a broken upload's data is kept for resuming (default 86400, a day)",
+    },
+    "resume-max-count": {
+      type: "string",
+      valueName: "N",
+      help: `most broken uploads kept at once (default ${DEFAULT_RESUME_MAX_COUNT})`,
+    },
+    "resume-max-bytes": {
+      type: "string",
+      valueName: "BYTES",
+      help: "most bytes kept for resuming, e.g. 20G (default 8G)",
+    },
     log: { type: "string", valueName: "FILE", help: "append one JSON line per connection to FILE" },
     "metrics-port": { type: "string", valueName: "PORT", help: "serve Prometheus metrics on this port" },
     "metrics-host": {
@@ -61,6 +85,21 @@ const spec = {
 
 // Log lines are timestamped for a supervisor's journal, and can neither throw nor block (see lib/log.ts).
 const stderr = new LineWriter(Deno.stderr, { timestamps: true });
+
+/** `--resumable` and its bounds. */
+function resumeOptions(values: Record<string, string | boolean | undefined>) {
+  const count = parseIntegerOption("resume-max-count", values["resume-max-count"], DEFAULT_RESUME_MAX_COUNT);
+  const bytes = parseIntegerOption("resume-max-bytes", values["resume-max-bytes"], DEFAULT_RESUME_MAX_BYTES, {
+    min: 0,
+    units: true,
+  });
+  return {
+    resumable: Boolean(values.resumable),
+    resumeWindowMs: parseSecondsOption("resume-window", values["resume-window"], DEFAULT_RESUME_WINDOW_MS),
+    resumeMaxCount: count,
+    resumeMaxBytes: bytes,
+  };
+}
 
 await runCommand(spec, Deno.args, async (parsed) => {
   try {
@@ -92,6 +131,7 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
     }),
     allowHeaders: Boolean(values.headers),
     allowNames: Boolean(values.names),
+    ...resumeOptions(values),
     hashUploads: uploadLog !== undefined,
     onLog: log,
     onUpload: reporter(log, Boolean(values.verbose), metrics, uploadLog),

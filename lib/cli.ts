@@ -49,6 +49,8 @@ export interface CommandSpec {
   summary: string;
   /** Names of the required positional arguments, in order. */
   positionals: readonly string[];
+  /** The last positional may be repeated (`FILE...`). Default false. */
+  variadic?: boolean;
   /** Long options, by name without the dashes. `help` and `version` are added. */
   options: Readonly<Record<string, OptionSpec>>;
 }
@@ -104,8 +106,11 @@ export function parseArgs(spec: CommandSpec, args: readonly string[]): ParsedArg
       values[name] = args[++i];
     }
   }
-  if (!values.help && !values.version && positionals.length !== spec.positionals.length) {
-    const expected = spec.positionals.map((p) => `<${p}>`).join(" ");
+  const arityOk = spec.variadic
+    ? positionals.length >= spec.positionals.length
+    : positionals.length === spec.positionals.length;
+  if (!values.help && !values.version && !arityOk) {
+    const expected = spec.positionals.map((p) => `<${p}>`).join(" ") + (spec.variadic ? "..." : "");
     throw new UsageError(
       positionals.length < spec.positionals.length
         ? `missing argument: expected ${expected}`
@@ -161,13 +166,14 @@ export function parseSecondsOption(
  * import { parseIntegerOption } from "./cli.ts";
  * parseIntegerOption("max-size", "2G", 0, { units: true }); // 2147483648
  * ```
- * @throws {UsageError} unless the value is a whole number ≥ `min`.
+ * @throws {UsageError} unless the value is a whole number from `min` to `max`.
  */
 export function parseIntegerOption(
   name: string,
   value: string | boolean | undefined,
   defaultValue: number,
-  { min = 1, units = false }: { min?: number; units?: boolean } = {},
+  { min = 1, max = Number.MAX_SAFE_INTEGER, units = false }: { min?: number; max?: number; units?: boolean } =
+    {},
 ): number {
   if (value === undefined) return defaultValue;
   const match = typeof value === "string"
@@ -175,8 +181,9 @@ export function parseIntegerOption(
     : null;
   const scale = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
   const number = match ? Number(match[1]) * scale[match[2].toUpperCase() as keyof typeof scale] : NaN;
-  if (!Number.isSafeInteger(number) || number < min) {
-    throw new UsageError(`invalid --${name} "${value}": expected a whole number of at least ${min}`);
+  if (!Number.isSafeInteger(number) || number < min || number > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`;
+    throw new UsageError(`invalid --${name} "${value}": expected a whole number ${range}`);
   }
   return number;
 }

@@ -122,8 +122,12 @@ export interface ReceiveOptions {
   maxHeaderBytes: number;
   /** Whether extension header lines are accepted. */
   allowHeaderLines: boolean;
-  /** Called after the handshake, before any file data is stored; may throw to refuse the upload. */
-  onHandshake?: (headerLines: Uint8Array[]) => Promise<void>;
+  /**
+   * Called after the handshake, before any file data is stored, with the
+   * header lines and the file bytes that came with them; may throw to refuse
+   * the upload.
+   */
+  onHandshake?: (headerLines: Uint8Array[], early: Uint8Array) => Promise<void>;
 }
 
 /** What a finished receive learned. */
@@ -153,7 +157,7 @@ export async function receiveUpload(
     allowHeaderLines: options.allowHeaderLines,
     buffer: new Uint8Array(HANDSHAKE_BUFFER),
   });
-  await options.onHandshake?.(handshake.headerLines);
+  await options.onHandshake?.(handshake.headerLines, handshake.data);
   let bytes: number;
   if (handshake.ended) {
     checkLimit(handshake.data.length, options.maxBytes);

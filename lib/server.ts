@@ -30,6 +30,13 @@ import { type Received, receiveUpload } from "./receiver.ts";
 import { LINGER_MS, ServerConn, SHUTDOWN_LINGER_MS } from "./server_conn.ts";
 import { closeQuietly, writeAll } from "./socket_io.ts";
 import { checkName } from "./upload_name.ts";
+import {
+  DEFAULT_RESUME_MAX_BYTES,
+  DEFAULT_RESUME_MAX_COUNT,
+  DEFAULT_RESUME_WINDOW_MS,
+  ResumeStore,
+} from "./resume_store.ts";
+import { RetrySession } from "./retry_session.ts";
 import { type OpenReport, UploadDirectory, type UploadFile, uploadFileName } from "./upload_dir.ts";
 
 /** Settings of an {@link AccioServer}. */
@@ -54,6 +61,17 @@ export interface ServerOptions {
   allowHeaders?: boolean;
   /** Also accept `name`: store the upload at that path under the directory. Implies headers. Default false. */
   allowNames?: boolean;
+  /**
+   * Keep the received prefix of a broken named, verified upload for a later
+   * `resume: yes` (see `resume_store.ts`). Implies names. Default false.
+   */
+  resumable?: boolean;
+  /** How long a kept prefix stays, in ms. Default a day. */
+  resumeWindowMs?: number;
+  /** Most prefixes kept at once. Default 100. */
+  resumeMaxCount?: number;
+  /** Most bytes kept in prefixes. Default 8 GiB. */
+  resumeMaxBytes?: number;
   /** Compute the SHA-256 of every stored upload for {@link UploadOutcome.sha256}. Default false. */
   hashUploads?: boolean;
   /** Called once per connection when it ends. Default: nothing. */
@@ -93,6 +111,19 @@ export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 const SHUTDOWN_REASON = "server shut down before the upload finished";
 
+/** The log's reason for a retry found already stored (`idempotent.ts`): saved, and nothing written. */
+export const ALREADY_STORED =
+  "already stored: the name holds exactly this length and SHA-256; nothing written";
+
+function openResumeStore(options: ServerOptions): Promise<ResumeStore> {
+  return ResumeStore.open(options.directory, {
+    windowMs: options.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS,
+    maxCount: options.resumeMaxCount ?? DEFAULT_RESUME_MAX_COUNT,
+    maxBytes: options.resumeMaxBytes ?? DEFAULT_RESUME_MAX_BYTES,
+    onLog: options.onLog,
+  });
+}
+
 /** One upload in progress. */
 interface Session {
   conn: ServerConn;
@@ -105,10 +136,19 @@ interface Session {
   /** The client sent extension headers: it gets `ok` on success. */
   wantsReceipt: boolean;
   received?: Received;
+  /** A named, verified upload: what a retry may find (`retry_session.ts`). */
+  retry?: RetrySession;
 }
 
 /** The settings that outlive start-up, defaults applied. */
-type Settings = Required<Omit<ServerOptions, "hostname" | "port" | "directory">>;
+type Settings =
+  & Required<
+    Omit<
+      ServerOptions,
+      "hostname" | "port" | "directory" | "resumable" | "resumeWindowMs" | "resumeMaxCount" | "resumeMaxBytes"
+    >
+  >
+  & { resumeStore?: ResumeStore };
 
 /** A running Accio server. Create it with {@link AccioServer.start}. */
 export class AccioServer {
@@ -136,7 +176,10 @@ export class AccioServer {
       handle: (conn, context) => this.#serve(conn, context),
       onLog: options.onLog,
     });
-    this.finished = this.#loop.finished.finally(() => directory.close());
+    this.finished = this.#loop.finished.finally(() => {
+      options.resumeStore?.close();
+      directory.close();
+    });
   }
 
   /**
@@ -146,11 +189,15 @@ export class AccioServer {
    */
   static async start(options: ServerOptions): Promise<AccioServer> {
     const report: OpenReport = { recovered: [] };
-    const directory = await UploadDirectory.open(options.directory, report, { names: options.allowNames });
+    const allowNames = Boolean(options.allowNames || options.resumable);
+    const directory = await UploadDirectory.open(options.directory, report, { names: allowNames });
     let listener: Deno.TcpListener;
+    let resumeStore: ResumeStore | undefined;
     try {
+      resumeStore = options.resumable ? await openResumeStore(options) : undefined;
       listener = listenAll(options.port, options.hostname);
     } catch (error) {
+      resumeStore?.close();
       directory.close();
       throw error;
     }
@@ -161,7 +208,8 @@ export class AccioServer {
       maxUploadBytes: options.maxUploadBytes ?? Infinity,
       maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
       allowHeaders: options.allowHeaders ?? false,
-      allowNames: options.allowNames ?? false,
+      allowNames,
+      resumeStore,
       hashUploads: options.hashUploads ?? false,
       onUpload: options.onUpload ?? (() => {}),
       onLog: options.onLog ?? (() => {}),
@@ -246,15 +294,22 @@ export class AccioServer {
       maxBytes: this.#options.maxUploadBytes,
       maxHeaderBytes: this.#options.maxHeaderBytes,
       allowHeaderLines: allowHeaders || allowNames,
-      onHandshake: async (lines) => {
+      onHandshake: async (lines, early) => {
         session.wantsReceipt = lines.length > 0;
         session.headers = parseHeaders(lines);
         const { name, sha256 } = session.headers;
+        const retry = session.retry = RetrySession.for(session.headers, this.#options.resumeStore);
         if (name !== undefined) {
           if (!allowNames) throw new ProtocolError("named uploads are not enabled on this server");
-          session.file = await upload.useName(checkName(name));
+          session.file = await upload.useName(checkName(name), { allowExisting: retry !== undefined });
         }
         if (sha256 !== undefined) upload.hash ??= createHash("sha256");
+        const { maxUploadBytes: maxBytes } = this.#options;
+        await retry?.begin(upload, session.conn.conn, {
+          earlyBytes: early.length,
+          timeoutMs: idleTimeoutMs,
+          maxBytes,
+        });
       },
     });
   }
@@ -265,20 +320,26 @@ export class AccioServer {
     const received = session.received!;
     // A shutdown that came as the last bytes did: the upload is cut off like the others.
     if (stop.aborted) throw new AccioError(SHUTDOWN_REASON);
-    const sha256 = upload.hash?.digest("hex");
-    if (headers.length !== undefined && headers.length !== received.bytes) {
-      throw new ProtocolError(`received ${received.bytes} bytes, but the client announced ${headers.length}`);
+    const { retry } = session;
+    let sha256 = upload.hash?.digest("hex");
+    // A resumed upload counts the prefix the server held; its hash covers the prefix as read from disk.
+    const bytes = (retry?.offset ?? 0) + received.bytes;
+    if (headers.length !== undefined && headers.length !== bytes) {
+      throw new ProtocolError(`received ${bytes} bytes, but the client announced ${headers.length}`);
     }
-    if (headers.sha256 !== undefined && headers.sha256 !== sha256) {
+    if (retry?.checksReceivedBytes === false) sha256 = headers.sha256; // publish() compares the stored file
+    else if (headers.sha256 !== undefined && headers.sha256 !== sha256) {
       throw new ProtocolError("SHA-256 of the received bytes differs from the one the client announced");
     }
-    await upload.commit();
+    const published = retry ? await retry.publish() : (await upload.commit(), "stored");
+    retry?.release();
     if (session.wantsReceipt) {
       await writeAll(conn.conn, new TextEncoder().encode(`${RECEIPT_OK}\r\n`), 1_000, "the receipt")
         .catch(() => {});
     }
     conn.finish();
-    this.#report(session, "saved", received.bytes, { sha256 });
+    const reason = published === "already-stored" ? ALREADY_STORED : undefined;
+    this.#report(session, "saved", bytes, { sha256, reason });
   }
 
   /**
@@ -293,7 +354,10 @@ export class AccioServer {
     );
     const refused = session.conn.refuse(reason, lingerMs, context.signal);
     session.file = session.upload.finalPath;
-    const failure = await session.upload.fail();
+    const { retry } = session;
+    // Cut off while its data arrived (not refused, not found wrong): a resumable prefix.
+    const failure = retry ? await retry.fail(session.received === undefined) : await session.upload.fail();
+    retry?.release();
     this.#report(session, "error", session.upload.bytes, {
       reason: failure ? `${reason}; ${failure}` : reason,
     });

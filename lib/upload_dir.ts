@@ -33,7 +33,7 @@ import type { Hash } from "node:crypto";
 import { type DirectoryLock, lockDirectory } from "./dir_lock.ts";
 import { describeError, FileError } from "./errors.ts";
 import { HeldDirectory } from "./held_dir.ts";
-import { type NamedTarget, NUMBERED_NAME, prepareNamedTarget } from "./upload_name.ts";
+import { type NamedTarget, NUMBERED_NAME, prepareNamedTarget, type PrepareOptions } from "./upload_name.ts";
 
 /** The exact content of a failed upload's file. */
 export const ERROR_CONTENT: Uint8Array = new TextEncoder().encode("ERROR");
@@ -44,6 +44,11 @@ export const MAX_UPLOAD_NUMBER: number = Number.MAX_SAFE_INTEGER;
 const PART_NAME = /^\.([0-9]+)\.file\.part$/;
 /** The server's own scratch files (probe, ERROR records); a leftover is removed at start. */
 const SCRATCH_PREFIX = ".accio-";
+/**
+ * The directory of kept prefixes (`server --resumable`, see `resume_store.ts`):
+ * the one `.accio-*` entry that start-up leaves alone.
+ */
+export const RESUME_DIR = ".accio-resume";
 
 /** The name of upload `id`'s file. */
 export function uploadFileName(id: number): string {
@@ -245,7 +250,7 @@ async function scanAndRepair(path: string, report: OpenReport, problem: Problem)
       const part = PART_NAME.exec(entry.name);
       if (final) lastId = Math.max(lastId, await numberHeld(path, entry.name, BigInt(final[1]), problem));
       if (part) parts.push({ name: entry.name, id: BigInt(part[1]) });
-      if (entry.name.startsWith(SCRATCH_PREFIX)) scratch.push(entry.name);
+      if (entry.name.startsWith(SCRATCH_PREFIX) && entry.name !== RESUME_DIR) scratch.push(entry.name);
     }
   } catch (error) {
     if (error instanceof FileError) throw error;
@@ -363,11 +368,43 @@ export class UploadFile {
    *
    * @throws {ProtocolError} when the name is refused; {FileError} when its directories cannot be made.
    */
-  async useName(segments: readonly string[]): Promise<string> {
+  async useName(segments: readonly string[], options: PrepareOptions = {}): Promise<string> {
     if (!this.#place.root) throw new FileError("named uploads are not enabled on this directory");
     this.#target?.release();
-    this.#target = await prepareNamedTarget(this.#place.root, segments);
+    this.#target = await prepareNamedTarget(this.#place.root, segments, options);
     return this.#target.path;
+  }
+
+  /** Where a named upload goes, once {@link useName} prepared it. */
+  get target(): NamedTarget | undefined {
+    return this.#target;
+  }
+
+  /**
+   * Goes on from a kept prefix: `prefixPath`, a regular file with no other
+   * name in the upload directory's tree, replaces this upload's temporary
+   * file (still empty), and writes go on after its end. Returns its size.
+   *
+   * @throws {FileError} when data was written already, or the prefix cannot be taken over.
+   */
+  async adopt(prefixPath: string): Promise<number> {
+    if (!this.#file || this.#published || this.#bytes > 0) throw new FileError("upload already has data");
+    const info = await Deno.lstat(prefixPath);
+    if (!info.isFile || (info.nlink ?? 1) !== 1) throw new FileError(`${prefixPath} is not a kept prefix`);
+    await Deno.rename(prefixPath, this.#place.temporaryPath);
+    const empty = this.#file;
+    try {
+      this.#file = await Deno.open(this.#place.temporaryPath, { write: true, append: true });
+    } catch (error) {
+      // The name is the prefix's now: never publish it as this upload's ERROR.
+      this.#detached = true;
+      await removeQuietly(this.#place.temporaryPath);
+      throw new FileError(`cannot reopen ${this.#place.temporaryPath}: ${describeError(error)}`);
+    } finally {
+      empty.close();
+    }
+    this.#bytes = info.size;
+    return info.size;
   }
 
   /** Appends `chunk` to the temporary file. */
@@ -466,6 +503,42 @@ export class UploadFile {
     } finally {
       this.#release();
     }
+  }
+
+  /**
+   * Fails like {@link fail}, but keeps the data for a later attempt: `N.file`
+   * = `ERROR` is recorded first (in a new file), then the flushed temporary
+   * file is renamed to `dest`. A kill in between loses the data, never the
+   * record. Returns what {@link fail} returns.
+   */
+  async failKeeping(dest: string): Promise<string | undefined> {
+    const file = this.#file;
+    if (!file || this.#published || this.#detached) return await this.fail();
+    try {
+      await file.syncData();
+      await recordError(this.#place.directory, this.id);
+    } catch {
+      return await this.fail();
+    }
+    try {
+      await Deno.rename(this.#place.temporaryPath, dest);
+      return undefined;
+    } catch (error) {
+      await removeQuietly(this.#place.temporaryPath);
+      return `could not keep the received data: ${describeError(error)}`;
+    } finally {
+      this.#release();
+    }
+  }
+
+  /**
+   * Ends the upload without a file of its own: the temporary file goes and
+   * nothing is published. For a retry whose file was found already stored at
+   * its name: that file is this number's too.
+   */
+  async discard(): Promise<void> {
+    if (!this.#published) await removeQuietly(this.#place.temporaryPath);
+    this.#release();
   }
 
   /** Writes `ERROR` through the open handle (no new descriptor: works under EMFILE) and publishes it. */
