@@ -165,7 +165,9 @@ function reporter(
 ): (outcome: UploadOutcome) => void {
   return (u) => {
     if (u.outcome === "error") log(`${u.file} from ${u.peer}: ERROR: ${u.reason}`);
-    else if (verbose) log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes`);
+    else if (verbose) {
+      log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes${u.reason ? ` (${u.reason})` : ""}`);
+    }
     metrics?.record(u.outcome, u.bytes, u.durationMs);
     uploadLog?.append({
       id: u.id,

@@ -90,7 +90,7 @@ export interface UploadOutcome {
   file: string;
   /** `saved`: complete file; `error`: the file holds `ERROR`. */
   outcome: "saved" | "error";
-  /** Why it failed, for `error`. */
+  /** Why it failed, for `error`; for `saved`, set only for a retry found already stored. */
   reason?: string;
   /** File bytes received (for `error`, before it failed). */
   bytes: number;

@@ -12,11 +12,18 @@ import net from "node:net";
 /** What the relay does to each connection, in the order they arrive. */
 export interface RelayPlan {
   /**
-   * For the k-th connection (from 0), reset both sides once this many bytes
-   * from the client have been forwarded; `undefined` (or past the end of the
-   * list) forwards everything.
+   * The cuts, in order: each new connection is reset (both sides) once this
+   * many bytes from the client were forwarded, by the first cut that has not
+   * happened yet (a connection that ends before its cut leaves it to the
+   * next one). Once all happened, everything is forwarded.
    */
-  cutAfter?: (number | undefined)[];
+  cutAfter?: number[];
+  /**
+   * For the k-th connection, stop forwarding (and reading) the client's
+   * bytes once this many were forwarded: the upload stalls there, its
+   * connection stays open.
+   */
+  holdAfter?: (number | undefined)[];
   /** Swallow the server's reply on the first connection that half-closes, and reset that client. */
   dropReplyOnce?: boolean;
 }
@@ -29,8 +36,10 @@ export class Relay implements AsyncDisposable {
   clientBytes = 0;
   /** Connections accepted. */
   connections = 0;
-  /** Connections cut by the plan (a reset, or a dropped reply). */
+  /** Connections cut by the plan's `cutAfter`. */
   cuts = 0;
+  /** Replies dropped (`dropReplyOnce`). */
+  drops = 0;
   /** The most connections open at the same time. */
   maxOpen = 0;
   readonly #server: net.Server;
@@ -42,7 +51,10 @@ export class Relay implements AsyncDisposable {
     this.#server = server;
     this.port = port;
     this.#dropPending = plan.dropReplyOnce ?? false;
-    server.on("connection", (client) => this.#relay(client, upstream, plan.cutAfter?.[this.connections]));
+    server.on("connection", (client) => {
+      const k = this.connections;
+      this.#relay(client, upstream, plan.cutAfter?.[this.cuts], plan.holdAfter?.[k]);
+    });
   }
 
   /** Starts a relay to `127.0.0.1:upstreamPort`. */
@@ -63,7 +75,7 @@ export class Relay implements AsyncDisposable {
     socket.on("close", () => this.#sockets.delete(socket));
   }
 
-  #relay(client: net.Socket, upstreamPort: number, cutAfter: number | undefined): void {
+  #relay(client: net.Socket, upstreamPort: number, cutAfter: number | undefined, holdAfter?: number): void {
     this.connections++;
     this.maxOpen = Math.max(this.maxOpen, ++this.#open);
     const server = net.connect({ host: "127.0.0.1", port: upstreamPort, allowHalfOpen: true });
@@ -81,11 +93,18 @@ export class Relay implements AsyncDisposable {
     let forwarded = 0;
     let clientEnded = false;
     let dropping = false;
+    const limit = Math.min(cutAfter ?? Infinity, holdAfter ?? Infinity);
+    let held = false;
     client.on("data", (chunk: Uint8Array) => {
       this.clientBytes += chunk.length;
-      const room = cutAfter === undefined ? chunk.length : Math.min(chunk.length, cutAfter - forwarded);
+      const room = Math.max(0, Math.min(chunk.length, limit - forwarded));
       forwarded += room;
-      if (room > 0 && !server.write(chunk.subarray(0, room))) client.pause();
+      if (room > 0 && !server.write(chunk.subarray(0, room)) && !held) client.pause();
+      if (holdAfter !== undefined && forwarded >= holdAfter && !held) {
+        held = true;
+        client.pause();
+        return;
+      }
       if (cutAfter !== undefined && forwarded >= cutAfter) {
         this.cuts++;
         // Let what was written reach the server before the reset discards the rest.
@@ -93,7 +112,7 @@ export class Relay implements AsyncDisposable {
         client.pause();
       }
     });
-    server.on("drain", () => client.resume());
+    server.on("drain", () => held || client.resume());
     client.on("end", () => {
       clientEnded = true;
       if (this.#dropPending) {
@@ -104,7 +123,7 @@ export class Relay implements AsyncDisposable {
     });
     server.on("data", (chunk: Uint8Array) => {
       if (dropping && clientEnded) {
-        this.cuts++;
+        this.drops++;
         dropping = false;
         client.resetAndDestroy();
         server.destroy();
