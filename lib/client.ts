@@ -88,6 +88,8 @@ export interface UploadOptions {
   source?: UploadSource;
   /** Called as bytes go out, with the file bytes sent by this attempt (not counting a resumed prefix). */
   onSent?: (sentBytes: number) => void;
+  /** Called once the whole file went out and the client half-closed: the server may store it from then on. */
+  onAllSent?: () => void;
   /**
    * Aborts the upload (with a reset, once connected) when it fires; `upload`
    * then rejects with an {@link InterruptedError} built from the reason: an
@@ -185,6 +187,7 @@ class Upload {
         const reply = new ReplyWatcher(socket, headerLines.length > 0);
         const bytes = await this.#send(socket, source, reply, headerLines.length > 0, offset);
         this.#stage = "sent";
+        options.onAllSent?.();
         await this.#confirm(reply, headerLines.length > 0);
         return { bytes, offset, sha256 };
       } finally {

@@ -5,7 +5,10 @@
  * it. Between attempts it waits a back-off (`retry.ts`) and starts the file
  * over (or, with `resume`, the server says where to go on from). Standard
  * input and other streams are retried only while nothing past their first
- * bytes was read: what was read is gone.
+ * bytes was read: what was read is gone. And once the whole file went out,
+ * only a named, verified upload is retried: the server may have stored it,
+ * and only for that kind does a retry find it (`ok`) instead of storing it
+ * again (a numbered upload) or being refused (a named, unverified one).
  *
  * @example
  * ```ts
@@ -26,7 +29,7 @@ import { backoffMs, isRetryable } from "./retry.ts";
 import { fileSha256, openSource, type UploadSource } from "./upload_source.ts";
 
 /** Settings of {@link deliver}: those of one attempt, and the retries. */
-export interface DeliveryOptions extends Omit<UploadOptions, "source" | "sha256" | "onSent"> {
+export interface DeliveryOptions extends Omit<UploadOptions, "source" | "sha256" | "onSent" | "onAllSent"> {
   /** Attempts after the first, for transient failures. Default 0. */
   retries?: number;
   /** The first back-off, in ms; it doubles with each retry. Default 1000. */
@@ -86,27 +89,38 @@ export async function deliver(options: DeliveryOptions): Promise<DeliveryOutcome
     const sha256 = await hashFor(options, source);
     for (;;) {
       attempts++;
-      let sentNow = 0;
-      try {
-        const result = await upload({ ...options, source, sha256, onSent: (n) => sentNow = n });
-        sentBytes += sentNow;
-        return finish({
-          ok: true as const,
-          bytes: result.offset + result.bytes,
-          offset: result.offset,
-          sha256,
-        });
-      } catch (error) {
-        sentBytes += sentNow;
-        const stop = await mayRetry(options, attempts, error, source);
-        if (stop !== undefined) return finish({ ok: false as const, error, note: stop || undefined });
-        await pause(options, attempts, error);
-      }
+      const tried = await attempt(options, source, sha256);
+      sentBytes += tried.sentBytes;
+      if (tried.ok) return finish(tried.ok);
+      const { error } = tried;
+      const idempotent = options.name !== undefined && sha256 !== undefined;
+      const stop = await mayRetry(options, attempts, error, source, tried.allSent && !idempotent);
+      if (stop !== undefined) return finish({ ok: false as const, error, note: stop || undefined });
+      await pause(options, attempts, error);
     }
   } catch (error) {
     return finish({ ok: false as const, error });
   } finally {
     source?.close();
+  }
+}
+
+/** One attempt: how it ended, what it sent, and whether all of the file went out. */
+async function attempt(options: DeliveryOptions, source: UploadSource, sha256: string | undefined) {
+  let sentBytes = 0;
+  let allSent = false;
+  try {
+    const result = await upload({
+      ...options,
+      source,
+      sha256,
+      onSent: (n) => sentBytes = n,
+      onAllSent: () => allSent = true,
+    });
+    const bytes = result.offset + result.bytes;
+    return { ok: { ok: true as const, bytes, offset: result.offset, sha256 }, sentBytes, allSent };
+  } catch (error) {
+    return { ok: undefined, error, sentBytes, allSent };
   }
 }
 
@@ -123,18 +137,24 @@ async function hashFor(options: DeliveryOptions, source: UploadSource): Promise<
 
 /**
  * `undefined` when the failure is retried; otherwise why not: `""` when the
- * error says it, a note when the stream cannot be read again.
+ * error says it, a note when the file may be stored already (`mayBeStored`:
+ * all of it went out, and a retry could not tell) or cannot be read again.
  */
 async function mayRetry(
   options: DeliveryOptions,
   attempts: number,
   error: unknown,
   source: UploadSource,
+  mayBeStored: boolean,
 ): Promise<string | undefined> {
   if (!isRetryable(error) || attempts > (options.retries ?? 0) || options.signal?.aborted) return "";
+  if (mayBeStored) return UNSAFE_AFTER_SENDING;
   if (!(await source.rewind())) return "not retried: its bytes were partly sent and cannot be read again";
   return undefined;
 }
+
+const UNSAFE_AFTER_SENDING = "not retried: all of it was sent, so the server may have stored it; only a " +
+  "named, verified upload (--named or --name, with --verify) can be sent again safely then";
 
 /** The back-off before the next attempt; a signal ends it with the interruption. */
 async function pause(options: DeliveryOptions, retry: number, error: unknown): Promise<void> {

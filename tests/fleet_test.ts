@@ -407,3 +407,35 @@ Deno.test("retry policy: which failures are transient, and the back-off's bounds
     assert.equal(backoffMs(retry, 1000, () => 0.999999), Math.round(ceiling / 2 + 0.999999 * ceiling / 2));
   }
 });
+
+Deno.test("client --retries: once the whole file went out, only a named, verified upload is sent again", async () => {
+  const path = await makeFile(await tempDir(), "sent.bin", 20_000);
+  // A server that takes the whole file and never confirms: it may have stored it.
+  await withFakeServer(async (conn) => {
+    await writeAll(conn, bytes("accio\r\n"));
+    await readToEnd(conn);
+    await delay(1_500);
+  }, async (port) => {
+    const result = await runClient([
+      "--timeout",
+      "1",
+      "--retries",
+      "3",
+      "--retry-delay",
+      "0.1",
+      "127.0.0.1",
+      String(port),
+      path,
+    ]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.doesNotMatch(result.stderr, /trying again/);
+    assert.match(
+      result.stdout,
+      /^failed ".*sent\.bin": no data for 1 s while waiting for the server to confirm by closing \(not retried: all of it was sent, so the server may have stored it; only a named, verified upload \(--named or --name, with --verify\) can be sent again safely then\)$/m,
+    );
+    assert.match(
+      result.stderr,
+      /^ERROR: no data for 1 s while waiting for the server to confirm by closing$/m,
+    );
+  });
+});
