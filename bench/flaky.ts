@@ -1,6 +1,6 @@
 /**
  * Workload 6 (only with `--only w6`): one file over a link that drops. A
- * relay on loopback (tests/support/relay.ts) resets the connection five times
+ * relay on loopback (lib/flaky_link.ts) resets the connection five times
  * at random byte counts (the same five in a run for every program); Accio's
  * client (`--resume --named --retries 10`) against `server --resumable`, and
  * rsync `--partial` against an rsync daemon (Debian's package), retried
@@ -12,8 +12,9 @@
  * @module
  */
 import { backoffMs } from "../lib/retry.ts";
-import { Relay } from "../tests/support/relay.ts";
-import { freshDir, sha256OfFile, writeRandomFile } from "./files.ts";
+import { Relay } from "../lib/flaky_link.ts";
+import { fileSha256 } from "../lib/file_hash.ts";
+import { freshDir, writeRandomFile } from "./files.ts";
 import { freePorts, untilListening } from "./net.ts";
 import { accio, Child, onPath, shell } from "./programs.ts";
 import { note } from "./report.ts";
@@ -72,7 +73,7 @@ export async function flakyUpload(bench: Bench, program: string, run: number): P
   const { ms, sent, stored } = program === "accio"
     ? await viaAccio(file.path, dir, cuts)
     : await viaRsync(file.path, dir, cuts);
-  if ((await sha256OfFile(stored)) !== file.sha256) throw new Error(`w6 ${program}: the stored file differs`);
+  if ((await fileSha256(stored)) !== file.sha256) throw new Error(`w6 ${program}: the stored file differs`);
   note(bench.results, "w6", program, (sent - bytes) / MiB, run); // what the cuts cost: bytes sent again
   note(bench.results, "w6t", program, ms / 1000, run);
 }

@@ -1,38 +1,15 @@
 /**
  * The client for sensor fleets: standard input, several files in one run
  * (`--parallel`), directory trees (`--named`), summary lines, and which
- * failures `--retries` tries again. Real client, real or fake servers, loopback.
+ * failures `--retries` tries again (the policy's unit tests: retry_test.ts). Real client, real or fake servers, loopback.
  */
 import assert from "node:assert/strict";
-import {
-  ConnectionError,
-  FileError,
-  InterruptedError,
-  ProtocolError,
-  TimeoutError,
-  UsageError,
-} from "../lib/errors.ts";
-import { isTransientReason } from "../lib/headers.ts";
-import { refusal } from "../lib/reply.ts";
-import { backoffMs, isRetryable, MAX_BACKOFF_MS } from "../lib/retry.ts";
-import {
-  bytes,
-  delay,
-  freePort,
-  listDir,
-  makeFile,
-  readExactly,
-  readToEnd,
-  runClient,
-  sha256File,
-  startServer,
-  taskArgs,
-  tempDir,
-  text,
-  waitFor,
-  withFakeServer,
-  writeAll,
-} from "./helpers.ts";
+import { fileSha256 } from "../lib/file_hash.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { listDir, makeFile, tempDir } from "./support/files.ts";
+import { runClient, startServer, taskArgs } from "./support/process.ts";
+import { delay, waitFor } from "./support/wait.ts";
+import { freePort, readToEnd, recvExactly, sendAll, withFakeServer } from "./support/wire.ts";
 
 const lines = (output: string) => output.split("\n").filter((l) => l !== "");
 
@@ -62,7 +39,7 @@ const pseudoRandom = (size: number, seed: number) =>
 Deno.test("client - reads standard input and sends exactly its bytes by default (no header)", async () => {
   const data = pseudoRandom(300_000, 7);
   const received = await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("accio\r\n"));
+    await sendAll(conn, bytes("accio\r\n"));
     return await readToEnd(conn);
   }, async (port) => {
     const result = await clientWithStdin(["127.0.0.1", String(port), "-"], data);
@@ -126,9 +103,9 @@ Deno.test("client - with --retries: a refused connection is retried (nothing was
   assert.deepEqual(await Deno.readFile(`${server.dir}/1.file`), data);
   // Once its bytes went out, standard input cannot be sent again: no retry, and the line says why.
   await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("accio\r\n"));
-    await readExactly(conn, 50_000);
-    await writeAll(conn, bytes("error no data for 1 s while waiting for file data\r\n")); // transient
+    await sendAll(conn, bytes("accio\r\n"));
+    await recvExactly(conn, 50_000);
+    await sendAll(conn, bytes("error no data for 1 s while waiting for file data\r\n")); // transient
     await delay(200);
   }, async (fake) => {
     const cut = await clientWithStdin([
@@ -166,7 +143,7 @@ Deno.test("client FILE... --parallel 4: never more than 4 connections, every fil
     // Greet only once 4 are open (or 3 s passed): a client that sent them one by one would wait here.
     if (open >= 4) waiting.splice(0).forEach((go) => go());
     else await new Promise<void>((go) => (waiting.push(go), setTimeout(go, 3_000)));
-    await writeAll(conn, bytes("accio\r\n"));
+    await sendAll(conn, bytes("accio\r\n"));
     const data = await readToEnd(conn);
     if (data !== "reset") received.push(data);
     open--;
@@ -230,7 +207,7 @@ Deno.test("client FILE... --parallel 4 --named --verify: one fails (exists), the
       result.stdout,
       new RegExp(`^stored "${path}" as "node${i}\\.csv": 200000 bytes in [0-9.]+ s, verified$`, "m"),
     );
-    assert.equal(await sha256File(`${server.dir}/node${i}.csv`), await sha256File(path));
+    assert.equal(await fileSha256(`${server.dir}/node${i}.csv`), await fileSha256(path));
   }
   assert.equal(await Deno.readTextFile(`${server.dir}/node5.csv`), "someone else's");
   const quiet = await runClient([
@@ -352,9 +329,9 @@ Deno.test("client --retries: permanent refusals are not retried; transient recei
   const fake = (async () => {
     for (const answer of ["error busy: another connection is uploading it\r\n", ""]) {
       const conn = await listener.accept();
-      await writeAll(conn, bytes("accio\r\n"));
+      await sendAll(conn, bytes("accio\r\n"));
       if (answer) {
-        await writeAll(conn, bytes(answer));
+        await sendAll(conn, bytes(answer));
         await delay(100);
       } else await readToEnd(conn);
       conn.close();
@@ -371,48 +348,11 @@ Deno.test("client --retries: permanent refusals are not retried; transient recei
   }
 });
 
-Deno.test("retry policy: which failures are transient, and the back-off's bounds", () => {
-  assert.ok(isRetryable(new ConnectionError("connection refused by gw:5000")));
-  assert.ok(isRetryable(new TimeoutError("no data for 10 s")));
-  assert.ok(!isRetryable(new ConnectionError('cannot resolve host "nope"', { transient: false })));
-  for (const permanent of [new ProtocolError("x"), new FileError("x"), new UsageError("x"), new Error("x")]) {
-    assert.ok(!isRetryable(permanent), permanent.constructor.name);
-  }
-  assert.ok(!isRetryable(new InterruptedError("interrupted by SIGINT", 130)));
-  for (
-    const reason of [
-      "busy",
-      "busy: held",
-      "no data for 10 s while waiting for file data",
-      "server shut down before the upload finished",
-    ]
-  ) {
-    assert.ok(isTransientReason(reason) && isRetryable(refusal(reason)), reason);
-  }
-  for (
-    const reason of [
-      'refused name "a": already exists',
-      "exists: x",
-      "unauthorized",
-      "busyness",
-      "SHA-256 of the received bytes differs",
-      "upload larger than the limit",
-    ]
-  ) {
-    assert.ok(!isRetryable(refusal(reason)), reason);
-  }
-  for (let retry = 1; retry <= 12; retry++) {
-    const ceiling = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (retry - 1));
-    assert.equal(backoffMs(retry, 1000, () => 0), ceiling / 2);
-    assert.equal(backoffMs(retry, 1000, () => 0.999999), Math.round(ceiling / 2 + 0.999999 * ceiling / 2));
-  }
-});
-
 Deno.test("client --retries: once the whole file went out, only a named, verified upload is sent again", async () => {
   const path = await makeFile(await tempDir(), "sent.bin", 20_000);
   // A server that takes the whole file and never confirms: it may have stored it.
   await withFakeServer(async (conn) => {
-    await writeAll(conn, bytes("accio\r\n"));
+    await sendAll(conn, bytes("accio\r\n"));
     await readToEnd(conn);
     await delay(1_500);
   }, async (port) => {

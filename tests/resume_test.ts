@@ -1,29 +1,17 @@
 /**
  * Retries that never store a file twice, and resume over a link that drops:
- * the real client and server through a relay (tests/support/relay.ts) that
+ * the real client and server through a relay (lib/flaky_link.ts) that
  * cuts connections with a reset, holds them, or drops the server's receipt.
  */
 import assert from "node:assert/strict";
-import {
-  bytes,
-  connect,
-  doubleHandshake,
-  listDir,
-  makeFile,
-  readExactly,
-  readToEnd,
-  readWithTimeout,
-  runClient,
-  sha256,
-  sha256File,
-  spawnProgram,
-  startServer,
-  tempDir,
-  text,
-  waitFor,
-  writeAll,
-} from "./helpers.ts";
-import { Relay } from "./support/relay.ts";
+import { fileSha256 } from "../lib/file_hash.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { listDir, makeFile, sha256, tempDir } from "./support/files.ts";
+import { runClient, spawnProgram, startServer } from "./support/process.ts";
+import { doubleHandshake } from "./support/raw_upload.ts";
+import { waitFor } from "./support/wait.ts";
+import { connect, readToEnd, readWithTimeout, recvExactly, sendAll } from "./support/wire.ts";
+import { Relay } from "../lib/flaky_link.ts";
 
 const MiB = 1024 * 1024;
 const RESUME_DIR = ".accio-resume";
@@ -82,7 +70,7 @@ for (const resume of [true, false]) {
       const context = `seed ${seed}, cuts ${cuts.join(", ")}\n${result.stderr}`;
       assert.equal(result.code, 0, context);
       assert.equal(relay.cuts, 5, context);
-      assert.equal(await sha256File(`${server.dir}/flaky.bin`), await sha256File(source), context);
+      assert.equal(await fileSha256(`${server.dir}/flaky.bin`), await fileSha256(source), context);
       if (resume) {
         assert.ok(relay.clientBytes <= 1.3 * size, `${relay.clientBytes} bytes sent for ${size}: ${context}`);
         assert.match(
@@ -143,7 +131,7 @@ Deno.test("a prefix tampered with on the server's disk: the final check fails, n
   const fresh = await runClient(["--resume", "--named", "127.0.0.1", String(server.port), source]);
   assert.equal(fresh.code, 0, fresh.stderr);
   assert.doesNotMatch(fresh.stdout, /resumed/);
-  assert.equal(await sha256File(`${server.dir}/tampered.bin`), await sha256File(source));
+  assert.equal(await fileSha256(`${server.dir}/tampered.bin`), await fileSha256(source));
 });
 
 for (const resume of [false, true]) {
@@ -165,7 +153,7 @@ for (const resume of [false, true]) {
     assert.equal(relay.drops, 1);
     assert.match(result.stderr, /attempt 1 failed: connection reset by peer/);
     assert.deepEqual(await listDir(server.dir), ["once.bin"], "a retry stored a second file");
-    assert.equal(await sha256File(`${server.dir}/once.bin`), await sha256File(source));
+    assert.equal(await fileSha256(`${server.dir}/once.bin`), await fileSha256(source));
     // Resume asks first: the server holds the whole file, so the retry sends no file byte.
     if (resume) assert.ok(relay.clientBytes < size + 4096, `${relay.clientBytes} bytes sent`);
     else assert.ok(relay.clientBytes >= 2 * size);
@@ -216,7 +204,7 @@ Deno.test("a name holding a different file: error exists, permanent (no retry), 
 /** A raw double-handshake upload's header with `lines`, sent on `conn`. */
 async function sendHeader(conn: Deno.Conn, lines: string[]): Promise<void> {
   await doubleHandshake(conn);
-  await writeAll(conn, bytes(["confirm-accio-again", ...lines, "", ""].join("\r\n")));
+  await sendAll(conn, bytes(["confirm-accio-again", ...lines, "", ""].join("\r\n")));
 }
 
 function resumeHeader(name: string, data: Uint8Array): string[] {
@@ -229,13 +217,13 @@ Deno.test("resume exchange on the wire: offset 0, nothing before it; a second co
   const first = await connect(server.port);
   try {
     await sendHeader(first, resumeHeader("wire.bin", data));
-    assert.equal(text(await readExactly(first, 10)), "offset 0\r\n");
+    assert.equal(text(await recvExactly(first, 10)), "offset 0\r\n");
     assert.equal(
       await readWithTimeout(first, new Uint8Array(16), 200),
       "timeout",
       "more than the offset line",
     );
-    await writeAll(first, data.subarray(0, 40_000));
+    await sendAll(first, data.subarray(0, 40_000));
     // The same upload on a second connection, while the first holds it.
     const second = await connect(server.port);
     try {
@@ -246,7 +234,7 @@ Deno.test("resume exchange on the wire: offset 0, nothing before it; a second co
     } finally {
       second.close();
     }
-    await writeAll(first, data.subarray(40_000));
+    await sendAll(first, data.subarray(40_000));
     await first.closeWrite();
     assert.equal(text(await readToEnd(first) as Uint8Array), "ok\r\n");
   } finally {
@@ -268,8 +256,8 @@ Deno.test("resume exchange on the wire: offset 0, nothing before it; a second co
   const other = await connect(plain.port);
   try {
     await sendHeader(other, resumeHeader("plain.bin", data));
-    assert.equal(text(await readExactly(other, 10)), "offset 0\r\n");
-    await writeAll(other, data);
+    assert.equal(text(await recvExactly(other, 10)), "offset 0\r\n");
+    await sendAll(other, data);
     await other.closeWrite();
     assert.equal(text(await readToEnd(other) as Uint8Array), "ok\r\n");
   } finally {
@@ -296,7 +284,7 @@ Deno.test("a kept prefix is no upload: its number holds ERROR; it outlives a res
   const resumed = await runClient(["--resume", "--named", "127.0.0.1", String(again.port), source]);
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stdout, new RegExp(`resumed at byte ${held}$`, "m"));
-  assert.equal(await sha256File(`${dir}/restart.bin`), await sha256File(source));
+  assert.equal(await fileSha256(`${dir}/restart.bin`), await fileSha256(source));
   assert.deepEqual(await kept(dir), []);
 });
 
@@ -336,7 +324,7 @@ Deno.test("a server stopped mid-upload and started again: the client's retries r
   } finally {
     await server[Symbol.asyncDispose]();
   }
-  assert.equal(await sha256File(`${dir}/stopped.bin`), await sha256File(source));
+  assert.equal(await fileSha256(`${dir}/stopped.bin`), await fileSha256(source));
 });
 
 Deno.test("kept prefixes are bounded: the window removes them, and so do the count and byte limits", async () => {

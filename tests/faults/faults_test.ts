@@ -33,7 +33,7 @@ import {
   verify,
 } from "./harness.ts";
 import { raceSwapper, startHeldServer } from "../swap_race.ts";
-import { Relay } from "../support/relay.ts";
+import { Relay } from "../../lib/flaky_link.ts";
 
 const canUnshare = await canUnshareMounts();
 

@@ -1,10 +1,19 @@
 /**
- * A flaky link for tests: a TCP relay on loopback that forwards bytes both
- * ways, and on request cuts a connection with a reset (both sides) after a
- * chosen number of client bytes, or drops the server's reply once (the
- * bytes the server sends after the client's half-close) and resets the
- * client instead. Counts what it carried, and the most connections open at once.
+ * A flaky link on loopback, for the resume tests and the bench's workload 6:
+ * a TCP relay that forwards bytes both ways, and on request cuts a connection
+ * with a reset (both sides) after a chosen number of client bytes, holds one
+ * (stops forwarding, keeps it open), or drops the server's reply once (the
+ * bytes the server sends after the client's half-close) and resets the client
+ * instead. Counts what it carried, and the most connections open at once.
+ * No program of Accio uses it.
  *
+ * @example
+ * ```ts
+ * import { Relay } from "./flaky_link.ts";
+ * await using relay = await Relay.start(5000, { cutAfter: [1_048_576] });
+ * // connect clients to 127.0.0.1:relay.port; the first one is reset after 1 MiB
+ * console.log(relay.clientBytes, relay.cuts);
+ * ```
  * @module
  */
 import net from "node:net";
@@ -28,7 +37,7 @@ export interface RelayPlan {
   dropReplyOnce?: boolean;
 }
 
-/** A running relay; `await using` closes it. */
+/** A running relay; `await using` closes it. Start it with {@link Relay.start}. */
 export class Relay implements AsyncDisposable {
   /** The port clients connect to. */
   readonly port: number;
@@ -144,6 +153,7 @@ export class Relay implements AsyncDisposable {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
+  /** Closes it, as {@link Relay.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
