@@ -13,12 +13,12 @@ import {
 } from "./lib/cli.ts";
 import { abortOnSignals } from "./lib/client_signals.ts";
 import { DEFAULT_TIMEOUT_MS, formatSeconds } from "./lib/deadline.ts";
-import { deliver } from "./lib/delivery.ts";
+import { deliver, type DeliveryOutcome } from "./lib/delivery.ts";
 import { describeError, UsageError } from "./lib/errors.ts";
 import { resolvePort } from "./lib/port.ts";
 import { ProgressBar } from "./lib/progress.ts";
 import { batchVerdict, runBatch, shownPath, summaryLine } from "./lib/upload_batch.ts";
-import { listUploads } from "./lib/upload_list.ts";
+import { listUploads, type UploadItem } from "./lib/upload_list.ts";
 
 /** How long an interrupted upload may take to wind down before the program exits regardless. */
 const INTERRUPT_GRACE_MS = 2_000;
@@ -99,6 +99,7 @@ function progressBars(enabled: boolean, prefix: string) {
   return { show, finish: () => current?.finish(), end: () => current?.end() };
 }
 
+/** The options that shape every upload of the run. */
 function parseSettings(values: Record<string, string | boolean | undefined>) {
   if (values.name !== undefined && values.named) {
     throw new UsageError("--name and --named exclude each other");
@@ -131,6 +132,65 @@ function print(line: string): void {
   }
 }
 
+type Settings = ReturnType<typeof parseSettings>;
+
+/** Where the uploads go, and what the run prints. */
+interface Run {
+  hostname: string;
+  port: number;
+  settings: Settings;
+  /** Progress bars are drawn (a terminal, one upload at a time, not quiet). */
+  bars: boolean;
+  /** Several files: each bar is labelled with its file. */
+  several: boolean;
+  note: (line: string) => void;
+  signal: AbortSignal;
+}
+
+/** Delivers one item, with its progress bars and its retry notes. */
+async function deliverItem(run: Run, item: UploadItem): Promise<DeliveryOutcome> {
+  const { settings } = run;
+  const progress = progressBars(run.bars, run.several ? item.path : "");
+  const outcome = await deliver({
+    hostname: run.hostname,
+    port: run.port,
+    path: item.path,
+    name: item.name,
+    handshake: settings.handshake,
+    timeoutMs: settings.timeoutMs,
+    verify: settings.verify,
+    resume: settings.resume,
+    retries: settings.retries,
+    retryDelayMs: settings.retryDelayMs,
+    onHashProgress: progress.show("hashing"),
+    onProgress: progress.show(""),
+    signal: run.signal,
+    onRetry: (retry, error, waitMs) => {
+      progress.end();
+      run.note(
+        `${shownPath(item.path)}: attempt ${retry} failed: ${describeError(error)}; trying again in ${
+          formatSeconds(waitMs)
+        } (retry ${retry} of ${settings.retries})`,
+      );
+    },
+  });
+  if (outcome.ok) progress.finish();
+  else progress.end(); // the line that follows starts on a line of its own
+  return outcome;
+}
+
+/** SIGINT, SIGTERM, SIGHUP abort every upload; the exit follows, or this backstop forces it. */
+function stopOnSignals(): AbortSignal {
+  const stop = new AbortController();
+  abortOnSignals(stop, (error) => {
+    setTimeout(() => {
+      printError(`ERROR: ${error.message}`);
+      Deno.exit(error.exitCode);
+    }, INTERRUPT_GRACE_MS);
+  });
+  return stop.signal;
+}
+
 await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...paths], values }) => {
   const settings = parseSettings(values);
   const port = await resolvePort(portText);
@@ -143,43 +203,12 @@ await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...
   const note = settings.quiet ? () => {} : (line: string) => printError(`client: ${line}`);
   for (const line of skipped) note(`skipped ${line}`);
   const bars = settings.parallel === 1 && !settings.quiet && Deno.stderr.isTerminal();
-  const stop = new AbortController();
-  abortOnSignals(stop, (error) => {
-    // The uploads' rejections normally end the program at once; this is the backstop.
-    setTimeout(() => {
-      printError(`ERROR: ${error.message}`);
-      Deno.exit(error.exitCode);
-    }, INTERRUPT_GRACE_MS);
+  const signal = stopOnSignals();
+  const run: Run = { hostname, port, settings, bars, several: uploads.length > 1, note, signal };
+  const outcomes = await runBatch(uploads, settings.parallel, (item) => deliverItem(run, item), {
+    signal,
+    onDone: (item, outcome) => settings.quiet || print(summaryLine(item, outcome)),
   });
-  const outcomes = await runBatch(uploads, settings.parallel, async (item) => {
-    const progress = progressBars(bars, uploads.length > 1 ? item.path : "");
-    const outcome = await deliver({
-      hostname,
-      port,
-      path: item.path,
-      name: item.name,
-      handshake: settings.handshake,
-      timeoutMs: settings.timeoutMs,
-      verify: settings.verify,
-      resume: settings.resume,
-      retries: settings.retries,
-      retryDelayMs: settings.retryDelayMs,
-      onHashProgress: progress.show("hashing"),
-      onProgress: progress.show(""),
-      signal: stop.signal,
-      onRetry: (retry, error, waitMs) => {
-        progress.end();
-        note(
-          `${shownPath(item.path)}: attempt ${retry} failed: ${describeError(error)}; trying again in ${
-            formatSeconds(waitMs)
-          } (retry ${retry} of ${settings.retries})`,
-        );
-      },
-    });
-    if (outcome.ok) progress.finish();
-    else progress.end(); // the line that follows starts on a line of its own
-    return outcome;
-  }, { signal: stop.signal, onDone: (item, outcome) => settings.quiet || print(summaryLine(item, outcome)) });
   const failure = batchVerdict(uploads, outcomes);
   if (failure) throw failure;
   return 0;

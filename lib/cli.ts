@@ -106,18 +106,18 @@ export function parseArgs(spec: CommandSpec, args: readonly string[]): ParsedArg
       values[name] = args[++i];
     }
   }
-  const arityOk = spec.variadic
-    ? positionals.length >= spec.positionals.length
-    : positionals.length === spec.positionals.length;
-  if (!values.help && !values.version && !arityOk) {
-    const expected = spec.positionals.map((p) => `<${p}>`).join(" ") + (spec.variadic ? "..." : "");
-    throw new UsageError(
-      positionals.length < spec.positionals.length
-        ? `missing argument: expected ${expected}`
-        : `too many arguments: expected ${expected}`,
-    );
-  }
+  if (!values.help && !values.version) checkArity(spec, positionals.length);
   return { positionals, values };
+}
+
+/** Refuses too few positionals, or too many unless the last one repeats. */
+function checkArity(spec: CommandSpec, given: number): void {
+  const wanted = spec.positionals.length;
+  if (given === wanted || (spec.variadic && given > wanted)) return;
+  const expected = spec.positionals.map((p) => `<${p}>`).join(" ") + (spec.variadic ? "..." : "");
+  throw new UsageError(
+    given < wanted ? `missing argument: expected ${expected}` : `too many arguments: expected ${expected}`,
+  );
 }
 
 /** Renders `--help` for a command. */

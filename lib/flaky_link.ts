@@ -99,10 +99,21 @@ export class Relay implements AsyncDisposable {
     const reset = () => {
       for (const socket of [client, server]) if (!socket.destroyed) socket.resetAndDestroy();
     };
-    let forwarded = 0;
-    let clientEnded = false;
-    let dropping = false;
+    client.on("error", reset);
+    server.on("error", reset);
+    this.#forwardClient(client, server, { cutAfter, holdAfter, reset });
+    this.#forwardServer(client, server);
+    server.on("connect", () => client.resume());
+  }
+
+  /** Client to server: counted, and cut or held where the plan says. */
+  #forwardClient(
+    client: net.Socket,
+    server: net.Socket,
+    { cutAfter, holdAfter, reset }: { cutAfter?: number; holdAfter?: number; reset: () => void },
+  ): void {
     const limit = Math.min(cutAfter ?? Infinity, holdAfter ?? Infinity);
+    let forwarded = 0;
     let held = false;
     client.on("data", (chunk: Uint8Array) => {
       this.clientBytes += chunk.length;
@@ -112,9 +123,7 @@ export class Relay implements AsyncDisposable {
       if (holdAfter !== undefined && forwarded >= holdAfter && !held) {
         held = true;
         client.pause();
-        return;
-      }
-      if (cutAfter !== undefined && forwarded >= cutAfter) {
+      } else if (cutAfter !== undefined && forwarded >= cutAfter) {
         this.cuts++;
         // Let what was written reach the server before the reset discards the rest.
         server.write(new Uint8Array(0), () => setTimeout(reset, 20));
@@ -123,28 +132,30 @@ export class Relay implements AsyncDisposable {
     });
     server.on("drain", () => held || client.resume());
     client.on("end", () => {
-      clientEnded = true;
       if (this.#dropPending) {
         this.#dropPending = false;
-        dropping = true;
+        this.#dropNextReply(client, server);
       }
       server.end();
     });
+  }
+
+  /** Server to client, as it comes. */
+  #forwardServer(client: net.Socket, server: net.Socket): void {
     server.on("data", (chunk: Uint8Array) => {
-      if (dropping && clientEnded) {
-        this.drops++;
-        dropping = false;
-        client.resetAndDestroy();
-        server.destroy();
-        return;
-      }
       if (!client.destroyed && !client.write(chunk)) server.pause();
     });
     client.on("drain", () => server.resume());
     server.on("end", () => client.destroyed || client.end());
-    client.on("error", reset);
-    server.on("error", reset);
-    server.on("connect", () => client.resume());
+  }
+
+  /** The server's next bytes (its reply, after the client's half-close) never arrive: the client is reset. */
+  #dropNextReply(client: net.Socket, server: net.Socket): void {
+    server.prependOnceListener("data", () => {
+      this.drops++;
+      client.resetAndDestroy();
+      server.destroy();
+    });
   }
 
   /** Stops accepting and resets every connection still open. */
