@@ -171,14 +171,17 @@ export class RetrySession {
    * Ends a failed upload: with `--resumable`, a prefix cut off while its data
    * was arriving (`broken`: not refused or checked and found wrong) is kept
    * for the next attempt, and `N.file` = `ERROR` all the same; otherwise, or
-   * when it may not be kept, {@link UploadFile.fail}. Returns what that returns.
+   * when it may not be kept (or a longer prefix of the same upload is kept
+   * already), {@link UploadFile.fail}. Returns what that returns.
    */
   async fail(broken: boolean): Promise<string | undefined> {
     const upload = this.#upload;
     if (!upload) return undefined;
     const bytes = upload.bytes;
     const keep = broken && !this.#candidate && this.#key !== undefined && bytes > 0 &&
-      bytes < this.#headers.length;
+      bytes < this.#headers.length &&
+      // An attempt that started over without resuming may have got less far than the prefix kept before.
+      bytes > await this.#store!.held(this.#key!);
     const dest = keep ? await this.#store!.makeRoom(this.#key!, bytes) : undefined;
     if (dest === undefined) return await upload.fail();
     const failure = await upload.failKeeping(dest);

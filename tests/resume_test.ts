@@ -9,7 +9,7 @@ import { bytes, text } from "./support/encoding.ts";
 import { listDir, makeFile, sha256, tempDir } from "./support/files.ts";
 import { runClient, spawnProgram, startServer } from "./support/process.ts";
 import { doubleHandshake } from "./support/raw_upload.ts";
-import { waitFor } from "./support/wait.ts";
+import { delay, waitFor } from "./support/wait.ts";
 import { connect, readToEnd, readWithTimeout, recvExactly, sendAll } from "./support/wire.ts";
 import { Relay } from "../lib/flaky_link.ts";
 
@@ -357,5 +357,28 @@ Deno.test("kept prefixes are bounded: the window removes them, and so do the cou
     await waitFor(async () => (await listDir(server.dir)).includes("1.file"), 5_000, "1.file");
     assert.deepEqual(await kept(server.dir), [], "a prefix larger than --resume-max-bytes was kept");
     assert.equal(await Deno.readTextFile(`${server.dir}/1.file`), "ERROR");
+  }
+});
+
+Deno.test("an attempt that starts over without --resume replaces a kept prefix only if it got further", async () => {
+  await using server = await startServer("server", { extra: ["--resumable"] });
+  const source = await makeFile(await tempDir(), "longest.bin", 8 * MiB, 8);
+  const prefixSize = async () => {
+    const [key] = await kept(server.dir);
+    return key === undefined ? 0 : (await Deno.stat(`${server.dir}/${RESUME_DIR}/${key}`)).size;
+  };
+  await cutOnce(server.port, source, 4 * MiB);
+  await waitFor(async () => (await prefixSize()) > 0, 5_000, "the first prefix");
+  const first = await prefixSize();
+  for (const [after, expectBigger] of [[1 * MiB, false], [6 * MiB, true]] as const) {
+    await using relay = await Relay.start(server.port, { cutAfter: [after] });
+    const cut = await runClient(["--verify", "--named", "127.0.0.1", String(relay.port), source]);
+    assert.equal(cut.code, 1, cut.stderr);
+    const connections = (await listDir(server.dir)).filter((n) => /^\d+\.file$/.test(n)).length;
+    await waitFor(async () => (await numberedAreErrors(server.dir)) === connections, 5_000, "the ERROR file");
+    await delay(200); // the keeping, if any, follows the ERROR record
+    if (expectBigger) {
+      await waitFor(async () => (await prefixSize()) > first, 5_000, "the longer prefix");
+    } else assert.equal(await prefixSize(), first, "a shorter attempt replaced the kept prefix");
   }
 });
