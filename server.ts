@@ -21,7 +21,12 @@ import { UploadLog } from "./lib/upload_log.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
 import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
-import { AccioServer, DEFAULT_MAX_CONNECTIONS, type UploadOutcome } from "./lib/server.ts";
+import {
+  AccioServer,
+  DEFAULT_MAX_CONNECTIONS,
+  type ServerOptions,
+  type UploadOutcome,
+} from "./lib/server.ts";
 import {
   DEFAULT_RESUME_MAX_BYTES,
   DEFAULT_RESUME_MAX_COUNT,
@@ -116,21 +121,20 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
     : parsePort(String(values["metrics-port"]));
   const log = values.quiet ? () => {} : (line: string) => stderr.write(`server: ${line}`);
   surviveUncaughtErrors(log);
+  const started: { server?: AccioServer } = {};
+  // Installed before the directory is opened: a stop during the start-up repair (kill-safe) exits 0 at once.
+  onStopSignals({
+    graceful: () => started.server ? drain(started.server, log) : stopDuringStart(log),
+    immediate: () => started.server ? started.server.close() : stopDuringStart(log),
+  });
   const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
-  const metrics = metricsPort === undefined ? undefined : new Metrics(() => server.activeConnections);
-  const server: AccioServer = await AccioServer.start({
+  const metrics = metricsPort === undefined
+    ? undefined
+    : new Metrics(() => started.server?.activeConnections ?? 0);
+  const server = started.server = await AccioServer.start({
     port,
     directory,
-    idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
-    handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
-    maxConnections: parseIntegerOption("max-connections", values["max-connections"], DEFAULT_MAX_CONNECTIONS),
-    maxUploadBytes: parseIntegerOption("max-size", values["max-size"], Infinity, { min: 0, units: true }),
-    maxHeaderBytes: parseIntegerOption("max-header", values["max-header"], DEFAULT_MAX_HEADER_BYTES, {
-      min: 64,
-      units: true,
-    }),
-    allowHeaders: Boolean(values.headers),
-    allowNames: Boolean(values.names),
+    ...limits(values),
     ...resumeOptions(values),
     hashUploads: uploadLog !== undefined,
     onLog: log,
@@ -143,17 +147,38 @@ async function serve({ positionals: [portText, directory], values }: ParsedArgs)
     }.file`,
   );
   surviveFileSizeLimit();
-  onStopSignals({
-    graceful: () => {
-      log(`stopping: no new connections, finishing ${server.activeConnections} in flight`);
-      server.shutdown();
-    },
-    immediate: () => server.close(),
-  });
   await server.finished;
   await metricsServer?.close();
   await uploadLog?.close();
   return 0;
+}
+
+/** SIGQUIT once serving: stop accepting, finish what is in flight. */
+function drain(server: AccioServer, log: (line: string) => void): void {
+  log(`stopping: no new connections, finishing ${server.activeConnections} in flight`);
+  server.shutdown();
+}
+
+/** A stop before the server listens: every step of the start may be cut off, so exit now. */
+function stopDuringStart(log: (line: string) => void): void {
+  log("stopped during start-up");
+  stderr.flush(1_000).finally(() => Deno.exit(0));
+}
+
+/** The per-connection settings from the command line. */
+function limits(values: ParsedArgs["values"]): Partial<ServerOptions> {
+  return {
+    idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
+    handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
+    maxConnections: parseIntegerOption("max-connections", values["max-connections"], DEFAULT_MAX_CONNECTIONS),
+    maxUploadBytes: parseIntegerOption("max-size", values["max-size"], Infinity, { min: 0, units: true }),
+    maxHeaderBytes: parseIntegerOption("max-header", values["max-header"], DEFAULT_MAX_HEADER_BYTES, {
+      min: 64,
+      units: true,
+    }),
+    allowHeaders: Boolean(values.headers),
+    allowNames: Boolean(values.names),
+  };
 }
 
 /** What happens as each upload ends: the stderr line, the metrics, the upload log. */

@@ -49,6 +49,51 @@ export interface AcceptLoopOptions {
   onLog?: (message: string) => void;
 }
 
+/** At most one line a second, so a burst of identical failures cannot flood the log; says how many it dropped. */
+class ThrottledLog {
+  readonly #onLog: ((message: string) => void) | undefined;
+  #lastLog = 0;
+  #suppressed = 0;
+
+  constructor(onLog: ((message: string) => void) | undefined) {
+    this.#onLog = onLog;
+  }
+
+  write(message: string): void {
+    const now = Date.now();
+    if (now - this.#lastLog < 1000) {
+      this.#suppressed++;
+      return;
+    }
+    const suppressed = this.#suppressed ? ` (${this.#suppressed} similar messages suppressed)` : "";
+    this.#onLog?.(message + suppressed);
+    this.#lastLog = now;
+    this.#suppressed = 0;
+  }
+}
+
+/** A wait that {@link Wakeup.wake} ends early (a slot freed, or stopping). */
+class Wakeup {
+  #wake: (() => void) | undefined;
+
+  /** Waits until woken, or `ms` pass. */
+  wait(ms?: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(() => done(), ms);
+      const done = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+      this.#wake = done;
+    });
+  }
+
+  wake(): void {
+    this.#wake?.();
+  }
+}
+
 /** A running accept loop; it starts in the constructor. */
 export class AcceptLoop {
   /** Settles once accepting has stopped and every handler has settled. Never rejects. */
@@ -59,15 +104,15 @@ export class AcceptLoop {
   readonly #handlers = new Set<Promise<void>>();
   #slots = 0;
   #stopping = false;
-  #wake: (() => void) | undefined;
+  readonly #wakeup = new Wakeup();
   #backoffUntil = 0;
-  #lastLog = 0;
-  #suppressed = 0;
+  readonly #log: ThrottledLog;
 
   /** Starts accepting on `listener`. */
   constructor(listener: Deno.Listener, options: AcceptLoopOptions) {
     this.#listener = listener;
     this.#options = options;
+    this.#log = new ThrottledLog(options.onLog);
     this.finished = this.#run();
   }
 
@@ -83,15 +128,7 @@ export class AcceptLoop {
 
   /** Logs at most one line a second, so a burst of identical failures cannot flood the log. */
   logThrottled(message: string): void {
-    const now = Date.now();
-    if (now - this.#lastLog < 1000) {
-      this.#suppressed++;
-      return;
-    }
-    const suppressed = this.#suppressed ? ` (${this.#suppressed} similar messages suppressed)` : "";
-    this.#options.onLog?.(message + suppressed);
-    this.#lastLog = now;
-    this.#suppressed = 0;
+    this.#log.write(message);
   }
 
   /**
@@ -118,31 +155,18 @@ export class AcceptLoop {
     if (this.#stopping) return;
     this.#stopping = true;
     closeQuietly(this.#listener);
-    this.#wake?.();
-  }
-
-  /** Waits until {@link #wake} is called (a slot freed, or stopping), or `ms` pass. */
-  #pause(ms?: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = ms === undefined ? undefined : setTimeout(() => done(), ms);
-      const done = () => {
-        clearTimeout(timer);
-        this.#wake = undefined;
-        resolve();
-      };
-      this.#wake = done;
-    });
+    this.#wakeup.wake();
   }
 
   async #run(): Promise<void> {
     while (!this.#stopping) {
       if (this.#slots >= this.#options.limit) {
-        await this.#pause(); // excess clients wait in the kernel's backlog
+        await this.#wakeup.wait(); // excess clients wait in the kernel's backlog
         continue;
       }
       const wait = this.#backoffUntil - Date.now();
       if (wait > 0) {
-        await this.#pause(wait);
+        await this.#wakeup.wait(wait);
         continue;
       }
       let conn: Deno.Conn;
@@ -167,7 +191,7 @@ export class AcceptLoop {
       if (released) return;
       released = true;
       this.#slots--;
-      this.#wake?.();
+      this.#wakeup.wake();
     };
     const handled: Promise<void> = Promise.resolve()
       .then(() => this.#options.handle(conn, { signal: this.#abort.signal, release }))

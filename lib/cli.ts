@@ -63,6 +63,12 @@ export interface ParsedArgs {
   values: Record<string, string | boolean | undefined>;
 }
 
+/** The options every command has. */
+const BUILTIN_OPTIONS: Record<string, OptionSpec> = {
+  help: { type: "boolean", help: "show this help and exit" },
+  version: { type: "boolean", help: "show the version and exit" },
+};
+
 /**
  * Parses `args` against `spec`. Arguments that start with `-` followed by a
  * digit are positionals (so `-1` is judged as a port, not an option).
@@ -70,11 +76,7 @@ export interface ParsedArgs {
  * @throws {UsageError} for unknown options, missing values, wrong arity.
  */
 export function parseArgs(spec: CommandSpec, args: readonly string[]): ParsedArgs {
-  const options: Record<string, OptionSpec> = {
-    ...spec.options,
-    help: { type: "boolean", help: "show this help and exit" },
-    version: { type: "boolean", help: "show the version and exit" },
-  };
+  const options: Record<string, OptionSpec> = { ...spec.options, ...BUILTIN_OPTIONS };
   const values: ParsedArgs["values"] = {};
   const positionals: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -92,26 +94,40 @@ export function parseArgs(spec: CommandSpec, args: readonly string[]): ParsedArg
       continue;
     }
     if (!arg.startsWith("--")) throw new UsageError(`unknown option "${arg}"`);
-    const equals = arg.indexOf("=");
-    const name = arg.slice(2, equals === -1 ? undefined : equals);
-    const option = options[name];
-    if (!option) throw new UsageError(`unknown option "--${name}"`);
-    if (option.type === "boolean") {
-      if (equals !== -1) throw new UsageError(`option "--${name}" takes no value`);
-      values[name] = true;
-    } else if (equals !== -1) {
-      values[name] = arg.slice(equals + 1);
-    } else {
-      if (i + 1 >= args.length) throw new UsageError(`option "--${name}" needs a value`);
-      values[name] = args[++i];
-    }
+    i += takeOption(options, arg, args[i + 1], values);
   }
-  if (!values.help && !values.version) checkArity(spec, positionals.length);
+  if (!values.help && !values.version) checkArity(spec, positionals);
   return { positionals, values };
 }
 
+/** Takes the long option `arg` into `values`; returns 1 when it took `next` as its value, else 0. */
+function takeOption(
+  options: Record<string, OptionSpec>,
+  arg: string,
+  next: string | undefined,
+  values: ParsedArgs["values"],
+): number {
+  const equals = arg.indexOf("=");
+  const name = arg.slice(2, equals === -1 ? undefined : equals);
+  const option = options[name];
+  if (!option) throw new UsageError(`unknown option "--${name}"`);
+  if (option.type === "boolean") {
+    if (equals !== -1) throw new UsageError(`option "--${name}" takes no value`);
+    values[name] = true;
+    return 0;
+  }
+  if (equals !== -1) {
+    values[name] = arg.slice(equals + 1);
+    return 0;
+  }
+  if (next === undefined) throw new UsageError(`option "--${name}" needs a value`);
+  values[name] = next;
+  return 1;
+}
+
 /** Refuses too few positionals, or too many unless the last one repeats. */
-function checkArity(spec: CommandSpec, given: number): void {
+function checkArity(spec: CommandSpec, positionals: readonly string[]): void {
+  const given = positionals.length;
   const wanted = spec.positionals.length;
   if (given === wanted || (spec.variadic && given > wanted)) return;
   const expected = spec.positionals.map((p) => `<${p}>`).join(" ") + (spec.variadic ? "..." : "");
@@ -123,11 +139,7 @@ function checkArity(spec: CommandSpec, given: number): void {
 /** Renders `--help` for a command. */
 export function helpText(spec: CommandSpec): string {
   const lines = [`usage: ${spec.usage}`, "", spec.summary, "", "options:"];
-  const entries = Object.entries({
-    ...spec.options,
-    help: { type: "boolean", help: "show this help and exit" } as OptionSpec,
-    version: { type: "boolean", help: "show the version and exit" } as OptionSpec,
-  });
+  const entries = Object.entries({ ...spec.options, ...BUILTIN_OPTIONS });
   const labels = entries.map(([name, o]) => `--${name}${o.valueName ? ` ${o.valueName}` : ""}`);
   const width = Math.max(...labels.map((l) => l.length));
   entries.forEach(([, o], i) => lines.push(`  ${labels[i].padEnd(width)}  ${o.help}`));

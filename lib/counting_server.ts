@@ -15,12 +15,11 @@
  * @module
  */
 import { AcceptLoop, type ConnectionContext } from "./accept_loop.ts";
-import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
-import { describeError } from "./errors.ts";
-import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode } from "./handshake.ts";
+import { FileError } from "./errors.ts";
+import type { ServerHandshakeMode } from "./handshake.ts";
 import { listenAll } from "./listen.ts";
-import { receiveUpload } from "./receiver.ts";
-import { LINGER_MS, ServerConn, SHUTDOWN_LINGER_MS } from "./server_conn.ts";
+import type { Store, StoredUpload } from "./store.ts";
+import { runSession, type SessionSettings, sessionSettings } from "./upload_session.ts";
 
 /** Settings of a {@link CountingServer}. */
 export interface CountingServerOptions {
@@ -28,17 +27,44 @@ export interface CountingServerOptions {
   port: number;
   /** Address to listen on. Default: every interface. */
   hostname?: string;
-  /** Give up on a connection after this long without a byte, in ms. Default 10 000. */
+  /**
+   * Give up on a connection after this long without a byte, in ms.
+   *
+   * @default {10_000}
+   */
   idleTimeoutMs?: number;
-  /** Handshakes accepted. Default `auto`. */
+  /**
+   * Handshakes accepted.
+   *
+   * @default {"auto"}
+   */
   handshake?: ServerHandshakeMode;
   /** Receives one line per connection: the byte count, or `ERROR`. */
   onResult: (line: string) => void;
-  /** Receives why a connection ended as `ERROR`. Default: nothing. */
+  /** Receives why a connection ended as `ERROR`. */
   onLog?: (message: string) => void;
 }
 
-const SHUTDOWN_REASON = "server shut down before the upload finished";
+/** The store of `server-s`: it keeps nothing, and only counts each upload's bytes. */
+const COUNTING_STORE: Store = {
+  createNext(): Promise<StoredUpload> {
+    let bytes = 0;
+    return Promise.resolve({
+      id: 0,
+      finalPath: "",
+      get bytes() {
+        return bytes;
+      },
+      useName: () => Promise.reject(new FileError("the counting server stores no names")),
+      write(chunk: Uint8Array) {
+        bytes += chunk.length;
+        return Promise.resolve();
+      },
+      commit: () => Promise.resolve(),
+      fail: () => Promise.resolve(undefined),
+    });
+  },
+};
 
 /** A running simplified server. */
 export class CountingServer {
@@ -48,10 +74,12 @@ export class CountingServer {
   readonly finished: Promise<void>;
   readonly #loop: AcceptLoop;
   readonly #options: CountingServerOptions;
+  readonly #session: SessionSettings;
 
   private constructor(listener: Deno.TcpListener, options: CountingServerOptions) {
     this.addr = listener.addr;
     this.#options = options;
+    this.#session = sessionSettings({ idleTimeoutMs: options.idleTimeoutMs, handshake: options.handshake });
     this.#loop = new AcceptLoop(listener, {
       limit: 1,
       handle: (conn, context) => this.#serve(conn, context),
@@ -79,33 +107,17 @@ export class CountingServer {
     return this.#loop.close();
   }
 
-  async #serve(raw: Deno.Conn, { signal, release }: ConnectionContext): Promise<void> {
-    const conn = new ServerConn(raw);
-    const abort = () => conn.interrupt();
-    if (signal.aborted) abort();
-    signal.addEventListener("abort", abort, { once: true });
-    const timeoutMs = this.#options.idleTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-    try {
-      const { bytes } = await receiveUpload(conn, { write: () => Promise.resolve() }, {
-        timeoutMs,
-        handshake: this.#options.handshake ?? "auto",
-        maxBytes: Infinity,
-        maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
-        allowHeaderLines: false,
-      });
-      if (signal.aborted) throw new Error(SHUTDOWN_REASON);
-      conn.finish();
+  async #serve(conn: Deno.Conn, { signal, release }: ConnectionContext): Promise<void> {
+    const end = await runSession(conn, COUNTING_STORE, this.#session, { signal });
+    if (!end.numbered) return; // no gates, and this store never refuses: does not happen
+    const { outcome, reason, bytes } = end.outcome;
+    if (outcome === "saved") {
       this.#options.onResult(String(bytes));
-    } catch (error) {
-      const reason = signal.aborted ? SHUTDOWN_REASON : describeError(error);
-      const lingerMs = Math.min(signal.aborted ? SHUTDOWN_LINGER_MS : LINGER_MS, timeoutMs);
-      const refused = conn.refuse(reason, lingerMs, signal);
+    } else {
       this.#options.onResult("ERROR");
       this.#options.onLog?.(`connection ended in error: ${reason}`);
-      release(); // the next client need not wait for the lingering close
-      await refused;
-    } finally {
-      signal.removeEventListener("abort", abort);
     }
+    release(); // the next client need not wait for the lingering close
+    await end.closed;
   }
 }

@@ -73,8 +73,7 @@ export function formatSeconds(ms: number): string {
  * ```
  */
 export class IdleWatchdog {
-  /** True once the timeout has passed and `onExpire` ran. */
-  expired = false;
+  #expired = false;
   readonly #ms: number;
   readonly #onExpire: () => void;
   #last = performance.now();
@@ -87,11 +86,16 @@ export class IdleWatchdog {
     this.#arm(ms);
   }
 
+  /** True once the timeout has passed and `onExpire` ran. */
+  get expired(): boolean {
+    return this.#expired;
+  }
+
   #arm(delay: number): void {
     this.#timer = setTimeout(() => {
       const idle = performance.now() - this.#last;
       if (idle + 1 < this.#ms) return this.#arm(this.#ms - idle);
-      this.expired = true;
+      this.#expired = true;
       this.#timer = undefined;
       this.#onExpire();
     }, delay);

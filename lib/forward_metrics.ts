@@ -14,6 +14,7 @@
  * ```
  * @module
  */
+import { metricFamily } from "./metrics.ts";
 
 /** How a forward ended: stored and verified, given up, or not forwarded on purpose (`ERROR` uploads). */
 export type ForwardOutcome = "forwarded" | "failed" | "skipped";
@@ -81,21 +82,29 @@ export class ForwardMetrics {
   render(): string {
     const s = this.snapshot();
     return [
-      "# HELP accio_forward_queue_depth Saved uploads not yet forwarded.",
-      "# TYPE accio_forward_queue_depth gauge",
-      `accio_forward_queue_depth ${s.queueDepth}`,
-      "# HELP accio_forward_oldest_age_seconds Age of the oldest upload not yet forwarded.",
-      "# TYPE accio_forward_oldest_age_seconds gauge",
-      `accio_forward_oldest_age_seconds ${s.oldestAgeSeconds}`,
-      "# HELP accio_forwards_total Forwards by outcome.",
-      "# TYPE accio_forwards_total counter",
-      ...Object.entries(s.forwards).map(([outcome, n]) => `accio_forwards_total{outcome="${outcome}"} ${n}`),
-      "# HELP accio_forward_bytes_total File bytes forwarded and verified.",
-      "# TYPE accio_forward_bytes_total counter",
-      `accio_forward_bytes_total ${s.bytesForwarded}`,
-      "# HELP accio_forward_retries_total Store requests retried.",
-      "# TYPE accio_forward_retries_total counter",
-      `accio_forward_retries_total ${s.retries}`,
+      ...metricFamily("accio_forward_queue_depth", "gauge", "Saved uploads not yet forwarded.", [
+        `accio_forward_queue_depth ${s.queueDepth}`,
+      ]),
+      ...metricFamily(
+        "accio_forward_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest upload not yet forwarded.",
+        [
+          `accio_forward_oldest_age_seconds ${s.oldestAgeSeconds}`,
+        ],
+      ),
+      ...metricFamily(
+        "accio_forwards_total",
+        "counter",
+        "Forwards by outcome.",
+        Object.entries(s.forwards).map(([outcome, n]) => `accio_forwards_total{outcome="${outcome}"} ${n}`),
+      ),
+      ...metricFamily("accio_forward_bytes_total", "counter", "File bytes forwarded and verified.", [
+        `accio_forward_bytes_total ${s.bytesForwarded}`,
+      ]),
+      ...metricFamily("accio_forward_retries_total", "counter", "Store requests retried.", [
+        `accio_forward_retries_total ${s.retries}`,
+      ]),
     ].join("\n") + "\n";
   }
 }

@@ -102,3 +102,57 @@ export async function retrying<T>(
     }
   }
 }
+
+/** What a {@link Retrier} reports. */
+export interface RetrierHooks {
+  /** Ends every wait (rejects with the signal's reason). */
+  signal: AbortSignal;
+  /** Called for every retry (to count it). */
+  onRetry: () => void;
+  /** Says something to the operator. */
+  notice: (message: string) => void;
+}
+
+/**
+ * The retries of one forwarder: every request through {@link retrying}, and
+ * one notice when requests start failing, one when the store answers again,
+ * rather than a line per retry.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_RETRY, Retrier } from "./forward_retry.ts";
+ * const retrier = new Retrier(DEFAULT_RETRY, { signal: new AbortController().signal, onRetry() {}, notice: console.error });
+ * await retrier.run(() => Promise.resolve("stored"));
+ * retrier.answered();
+ * ```
+ */
+export class Retrier {
+  readonly #policy: RetryPolicy;
+  readonly #hooks: RetrierHooks;
+  #degraded = false;
+
+  /** Retries by `policy`. */
+  constructor(policy: RetryPolicy, hooks: RetrierHooks) {
+    this.#policy = policy;
+    this.#hooks = hooks;
+  }
+
+  /** Runs `operation`, retrying what can be retried; counts the retries in `attempt`. */
+  run<T>(operation: () => Promise<T>, attempt?: { retries: number }): Promise<T> {
+    return retrying(operation, this.#policy, {
+      signal: this.#hooks.signal,
+      onRetry: (error) => {
+        this.#hooks.onRetry();
+        if (attempt) attempt.retries++;
+        if (!this.#degraded) this.#hooks.notice(`forward: ${error.message}; retrying with back-off`);
+        this.#degraded = true;
+      },
+    });
+  }
+
+  /** The store answered a whole forward: a spell of retries, if any, is over (and said to be). */
+  answered(): void {
+    if (this.#degraded) this.#hooks.notice("forward: the store answers again");
+    this.#degraded = false;
+  }
+}

@@ -84,7 +84,11 @@ export interface ClientHandshakeOptions {
   mode: ClientHandshakeMode;
   /** Longest wait for each of the server's `accio\r\n`, all 7 bytes of it as a whole, in ms. */
   timeoutMs: number;
-  /** Extension header lines (`key: value`, no CRLF) for the double handshake. Default none. */
+  /**
+   * Extension header lines (`key: value`, no CRLF) for the double handshake.
+   *
+   * @default {[]}
+   */
   headerLines?: readonly string[];
 }
 
@@ -175,47 +179,73 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && startsWith(a, b);
 }
 
+/** The double handshake's header as it arrives: the bytes so far, and the lines taken from them. */
+interface HeaderState {
+  pending: Uint8Array;
+  /** Where the first line not yet taken starts in `pending`. */
+  lineStart: number;
+  lineCount: number;
+  headerLines: Uint8Array[];
+}
+
+/** Takes one complete line; returns true for the empty line that ends the header. */
+function takeLine(line: Uint8Array, state: HeaderState, allowHeaderLines: boolean): boolean {
+  if (state.lineCount++ === 0) {
+    if (!sameBytes(line, CONFIRM_AGAIN_LINE)) {
+      throw new ProtocolError(`expected confirm-accio-again\\r\\n, received ${showBytes(line)}`);
+    }
+    return false;
+  }
+  if (line.length === 0) return true;
+  if (!allowHeaderLines) {
+    throw new ProtocolError(
+      `header line ${showBytes(line)} sent, but this server accepts no header extensions`,
+    );
+  }
+  state.headerLines.push(line.slice());
+  return false;
+}
+
+/** Takes every complete line of `state.pending`; returns true once the header has ended. */
+function takeLines(state: HeaderState, allowHeaderLines: boolean): boolean {
+  const { pending } = state;
+  for (let i = state.lineStart; i + 1 < pending.length; i++) {
+    if (pending[i] !== CR || pending[i + 1] !== LF) continue;
+    const line = pending.subarray(state.lineStart, i);
+    state.lineStart = i + 2;
+    i = state.lineStart - 1;
+    if (takeLine(line, state, allowHeaderLines)) return true;
+  }
+  return false;
+}
+
 async function serverDoubleHandshake(
   socket: Socket,
   received: Uint8Array,
   { timeoutMs, maxHeaderBytes, allowHeaderLines, buffer }: ServerHandshakeOptions,
 ): Promise<ServerHandshakeResult> {
   await writeAll(socket, GREETING, timeoutMs, "the second accio\\r\\n");
-  const headerLines: Uint8Array[] = [];
-  let pending = received;
-  let lineStart = 0;
-  let lineCount = 0;
+  const state: HeaderState = { pending: received, lineStart: 0, lineCount: 0, headerLines: [] };
   for (;;) {
-    for (let i = lineStart; i + 1 < pending.length; i++) {
-      if (pending[i] !== CR || pending[i + 1] !== LF) continue;
-      const line = pending.subarray(lineStart, i);
-      lineStart = i + 2;
-      i = lineStart - 1;
-      if (lineCount++ === 0) {
-        if (!sameBytes(line, CONFIRM_AGAIN_LINE)) {
-          throw new ProtocolError(`expected confirm-accio-again\\r\\n, received ${showBytes(line)}`);
-        }
-      } else if (line.length === 0) {
-        return { kind: "double", headerLines, data: pending.slice(lineStart), ended: false };
-      } else if (!allowHeaderLines) {
-        throw new ProtocolError(
-          `header line ${showBytes(line)} sent, but this server accepts no header extensions`,
-        );
-      } else {
-        headerLines.push(line.slice());
-      }
+    if (takeLines(state, allowHeaderLines)) {
+      return {
+        kind: "double",
+        headerLines: state.headerLines,
+        data: state.pending.slice(state.lineStart),
+        ended: false,
+      };
     }
     // Fail as soon as the first line cannot become confirm-accio-again.
-    if (lineCount === 0 && !agreesWith(pending, CONFIRM_AGAIN)) {
-      throw new ProtocolError(`expected confirm-accio-again\\r\\n, received ${showBytes(pending)}`);
+    if (state.lineCount === 0 && !agreesWith(state.pending, CONFIRM_AGAIN)) {
+      throw new ProtocolError(`expected confirm-accio-again\\r\\n, received ${showBytes(state.pending)}`);
     }
-    if (pending.length > maxHeaderBytes) {
+    if (state.pending.length > maxHeaderBytes) {
       throw new LimitError(`handshake header longer than ${maxHeaderBytes} bytes`);
     }
     const n = await readWithin(socket, buffer, timeoutMs, "the rest of the handshake header");
     if (n === null) {
       throw new ProtocolError("client closed the connection inside the handshake header");
     }
-    pending = concat(pending, buffer.subarray(0, n));
+    state.pending = concat(state.pending, buffer.subarray(0, n));
   }
 }

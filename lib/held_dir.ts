@@ -40,6 +40,33 @@ function closeDescriptor(fd: number): void {
   fs.close(fd, () => {});
 }
 
+/** The path through which the kernel resolves the held descriptor `fd` itself. */
+function procPath(fd: number): string {
+  return `/proc/self/fd/${fd}`;
+}
+
+/**
+ * Opens the directory `at` without following a link, and checks that it can
+ * be reached through `/proc/self/fd`. Returns its descriptor, or `symlink`
+ * when a link or a file was swapped in since it was looked at.
+ */
+async function openNoFollow(at: string, path: string): Promise<number | "symlink"> {
+  let fd: number;
+  try {
+    fd = await openDescriptor(at, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOTDIR") return "symlink";
+    throw new FileError(`cannot open directory "${path}": ${describeError(error)}`);
+  }
+  try {
+    await Deno.stat(procPath(fd));
+    return fd;
+  } catch (error) {
+    closeDescriptor(fd);
+    throw new FileError(`cannot open directory "${path}": ${describeError(error)}`);
+  }
+}
+
 /** What {@link HeldDirectory.child} found instead of a directory. */
 export type NotADirectory = "symlink" | "not-a-directory";
 
@@ -73,7 +100,7 @@ export class HeldDirectory {
       throw new FileError(`cannot open directory "${path}": ${describeError(error)}`);
     }
     try {
-      const held = await Deno.stat(`/proc/self/fd/${fd}`);
+      const held = await Deno.stat(procPath(fd));
       if (held.dev === identity.dev && held.ino === identity.ino) return new HeldDirectory(path, fd);
     } catch {
       // No /proc, or Deno refuses it: said below.
@@ -87,7 +114,7 @@ export class HeldDirectory {
 
   /** A path that names `name` inside exactly this directory. */
   entry(name: string): string {
-    return `/proc/self/fd/${this.#fd}/${name}`;
+    return `${procPath(this.#fd)}/${name}`;
   }
 
   /**
@@ -108,21 +135,8 @@ export class HeldDirectory {
     }
     if (info.isSymlink) return "symlink";
     if (!info.isDirectory) return "not-a-directory";
-    let fd: number;
-    try {
-      fd = await openDescriptor(at, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-    } catch (error) {
-      // Swapped for a link or a file since the lstat above.
-      if ((error as { code?: string }).code === "ENOTDIR") return "symlink";
-      throw new FileError(`cannot open directory "${path}": ${describeError(error)}`);
-    }
-    try {
-      await Deno.stat(this.#proc(fd));
-      return new HeldDirectory(path, fd, this);
-    } catch (error) {
-      closeDescriptor(fd);
-      throw new FileError(`cannot open directory "${path}": ${describeError(error)}`);
-    }
+    const fd = await openNoFollow(at, path);
+    return fd === "symlink" ? fd : new HeldDirectory(path, fd, this);
   }
 
   async #mkdir(at: string, path: string): Promise<void> {
@@ -139,10 +153,6 @@ export class HeldDirectory {
     }
   }
 
-  #proc(fd: number): string {
-    return `/proc/self/fd/${fd}`;
-  }
-
   /**
    * Whether this directory is still inside the root it was reached from: its
    * current location (a directory moved out of the root by another process
@@ -152,8 +162,8 @@ export class HeldDirectory {
     const root = this.#levels()[0];
     try {
       const [here, top] = await Promise.all([
-        Deno.readLink(this.#proc(this.#fd)),
-        Deno.readLink(root.#proc(root.#fd)),
+        Deno.readLink(procPath(this.#fd)),
+        Deno.readLink(procPath(root.#fd)),
       ]);
       return here === top || here.startsWith(top.endsWith("/") ? top : `${top}/`);
     } catch {

@@ -11,10 +11,10 @@
  *
  * @example
  * ```ts
- * import { mayBeStored, isStored } from "./idempotent.ts";
+ * import { isStored, mayBeStored } from "./idempotent.ts";
  * import type { NamedTarget } from "./upload_name.ts";
  * declare const target: NamedTarget;
- * if (mayBeStored(target, 20480)) console.log(await isStored(target, 20480, "9f86...".padEnd(64, "0")));
+ * if (mayBeStored(target.existing, 20480)) console.log(await isStored(target, 20480, "9f86...".padEnd(64, "0")));
  * ```
  * @module
  */
@@ -23,16 +23,18 @@ import { ProtocolError } from "./errors.ts";
 import { REASON_EXISTS } from "./headers.ts";
 import type { NamedTarget } from "./upload_name.ts";
 
-/** The refusal of a named, verified upload whose name holds a different file. */
-export function existsError(target: NamedTarget): ProtocolError {
+/** The refusal of a named, verified upload whose name (at `path`) holds a different file. */
+export function existsError(path: string): ProtocolError {
   return new ProtocolError(
-    `${REASON_EXISTS}: ${JSON.stringify(target.path)} already holds a different file (never overwritten)`,
+    `${REASON_EXISTS}: ${JSON.stringify(path)} already holds a different file (never overwritten)`,
   );
 }
 
-/** Whether the name holds a regular file of `length` bytes: worth hashing at the end. */
-export function mayBeStored(target: NamedTarget, length: number): boolean {
-  const existing = target.existing;
+/** Whether what the name holds (`existing`, not followed) is a regular file of `length` bytes: worth hashing. */
+export function mayBeStored(
+  existing: { isFile: boolean; size: number } | undefined,
+  length: number,
+): boolean {
   return existing !== undefined && existing.isFile && existing.size === length;
 }
 

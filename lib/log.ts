@@ -25,9 +25,17 @@ export interface LineSink {
 
 /** Options of a {@link LineWriter}. */
 export interface LineWriterOptions {
-  /** Start every line with an ISO 8601 UTC timestamp and a space. Default false. */
+  /**
+   * Start every line with an ISO 8601 UTC timestamp and a space.
+   *
+   * @default {false}
+   */
   timestamps?: boolean;
-  /** Most bytes waiting to be written; more lines are dropped (and counted). Default 1 MiB. */
+  /**
+   * Most bytes waiting to be written; more lines are dropped (and counted).
+   *
+   * @default {1024 * 1024}
+   */
   maxQueuedBytes?: number;
 }
 

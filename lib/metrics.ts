@@ -25,6 +25,25 @@ import { closeQuietly } from "./socket_io.ts";
 /** Upper bounds of the upload-duration histogram, in seconds. */
 export const DURATION_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300];
 
+/**
+ * One metric family in the Prometheus text format: its `HELP` and `TYPE`
+ * lines, then its samples.
+ *
+ * @example
+ * ```ts
+ * import { metricFamily } from "./metrics.ts";
+ * metricFamily("accio_connections_active", "gauge", "Connections in progress.", ["accio_connections_active 3"]);
+ * ```
+ */
+export function metricFamily(
+  name: string,
+  type: "counter" | "gauge" | "histogram",
+  help: string,
+  samples: readonly string[],
+): string[] {
+  return [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples];
+}
+
 /** Counters of one server. */
 export class Metrics {
   #connections = 0;
@@ -56,28 +75,27 @@ export class Metrics {
   /** The Prometheus text exposition. */
   render(): string {
     const active = this.#active();
+    const histogram = "accio_upload_duration_seconds";
     const lines = [
-      "# HELP accio_connections_total Connections accepted.",
-      "# TYPE accio_connections_total counter",
-      `accio_connections_total ${this.#connections + active}`,
-      "# HELP accio_connections_active Connections in progress.",
-      "# TYPE accio_connections_active gauge",
-      `accio_connections_active ${active}`,
-      "# HELP accio_received_bytes_total File bytes received by ended connections.",
-      "# TYPE accio_received_bytes_total counter",
-      `accio_received_bytes_total ${this.#bytes}`,
-      "# HELP accio_uploads_total Ended connections by outcome.",
-      "# TYPE accio_uploads_total counter",
-      `accio_uploads_total{outcome="saved"} ${this.#uploads.saved}`,
-      `accio_uploads_total{outcome="error"} ${this.#uploads.error}`,
-      "# HELP accio_upload_duration_seconds Connection durations.",
-      "# TYPE accio_upload_duration_seconds histogram",
-      ...DURATION_BUCKETS.map((bound, i) =>
-        `accio_upload_duration_seconds_bucket{le="${bound}"} ${this.#buckets[i]}`
-      ),
-      `accio_upload_duration_seconds_bucket{le="+Inf"} ${this.#durationCount}`,
-      `accio_upload_duration_seconds_sum ${this.#durationSum}`,
-      `accio_upload_duration_seconds_count ${this.#durationCount}`,
+      ...metricFamily("accio_connections_total", "counter", "Connections accepted.", [
+        `accio_connections_total ${this.#connections + active}`,
+      ]),
+      ...metricFamily("accio_connections_active", "gauge", "Connections in progress.", [
+        `accio_connections_active ${active}`,
+      ]),
+      ...metricFamily("accio_received_bytes_total", "counter", "File bytes received by ended connections.", [
+        `accio_received_bytes_total ${this.#bytes}`,
+      ]),
+      ...metricFamily("accio_uploads_total", "counter", "Ended connections by outcome.", [
+        `accio_uploads_total{outcome="saved"} ${this.#uploads.saved}`,
+        `accio_uploads_total{outcome="error"} ${this.#uploads.error}`,
+      ]),
+      ...metricFamily(histogram, "histogram", "Connection durations.", [
+        ...DURATION_BUCKETS.map((bound, i) => `${histogram}_bucket{le="${bound}"} ${this.#buckets[i]}`),
+        `${histogram}_bucket{le="+Inf"} ${this.#durationCount}`,
+        `${histogram}_sum ${this.#durationSum}`,
+        `${histogram}_count ${this.#durationCount}`,
+      ]),
     ];
     return lines.join("\n") + "\n";
   }
@@ -94,7 +112,11 @@ const MAX_SCRAPES = 16;
 export interface MetricsServerOptions {
   /** TCP port. */
   port: number;
-  /** Address to listen on. Default `127.0.0.1`: metrics stay on the machine unless asked. */
+  /**
+   * Address to listen on: metrics stay on the machine unless asked.
+   *
+   * @default {"127.0.0.1"}
+   */
   hostname?: string;
   /** Receives operational messages (accept failures, throttled). Default: nothing. */
   onLog?: (message: string) => void;
@@ -108,13 +130,19 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/** What the responder serves: the server's {@link Metrics}, or them with other parts' lines appended. */
+export interface MetricsSource {
+  /** The whole Prometheus text exposition, ending with a newline. */
+  render(): string;
+}
+
 /**
  * Serves `GET /metrics` (and `/`) with the current metrics.
  *
  * @throws {Deno.errors.AddrInUse} and the like when the port cannot be bound.
  */
 export function serveMetrics(
-  metrics: Metrics,
+  metrics: MetricsSource,
   { port, hostname = "127.0.0.1", onLog }: MetricsServerOptions,
 ): MetricsServer {
   const listener = Deno.listen({ hostname, port, transport: "tcp" });
@@ -126,7 +154,7 @@ export function serveMetrics(
   return { addr: listener.addr, close: () => loop.close() };
 }
 
-async function answerScrape(conn: Deno.Conn, metrics: Metrics, signal: AbortSignal): Promise<void> {
+async function answerScrape(conn: Deno.Conn, metrics: MetricsSource, signal: AbortSignal): Promise<void> {
   // One deadline for the whole exchange: a peer that trickles or stalls is dropped when it passes.
   const drop = () => closeQuietly(conn);
   const deadline = setTimeout(drop, METRICS_REQUEST_DEADLINE_MS);
@@ -174,7 +202,7 @@ const STATUS: Record<number, string> = {
 };
 
 /** The whole HTTP/1.1 response to a request head. */
-function respond(head: string, metrics: Metrics): string {
+function respond(head: string, metrics: MetricsSource): string {
   const request = /^([A-Z]+) (\S+) HTTP\/1\.[01]\r?$/.exec(head.split("\n")[0]);
   if (head === "too large" || !request) return response(400, "bad request\n");
   const [, method, target] = request;

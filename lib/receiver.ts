@@ -22,7 +22,12 @@
 import { type BufferPool, ReceiveBuffers, SHARED_POOL } from "./buffer_pool.ts";
 import { formatSeconds, IdleWatchdog } from "./deadline.ts";
 import { LimitError, TimeoutError } from "./errors.ts";
-import { GREETING, serverHandshake, type ServerHandshakeMode } from "./handshake.ts";
+import {
+  GREETING,
+  serverHandshake,
+  type ServerHandshakeMode,
+  type ServerHandshakeResult,
+} from "./handshake.ts";
 import { closeQuietly, connectionFailure, type Socket, writeAll } from "./socket_io.ts";
 
 /** Where received file bytes go. */
@@ -49,6 +54,37 @@ function checkLimit(total: number, maxBytes: number): void {
 }
 
 /**
+ * The write in flight: started without waiting, so the next read can fill
+ * another buffer meanwhile; its error is kept for the next {@link settle}.
+ */
+class PendingWrite {
+  #pending: Promise<void> = Promise.resolve();
+  #error: unknown;
+  readonly #sink: ByteSink;
+
+  constructor(sink: ByteSink) {
+    this.#sink = sink;
+  }
+
+  start(chunk: Uint8Array): void {
+    this.#pending = this.#sink.write(chunk).catch((error) => {
+      this.#error ??= error;
+    });
+  }
+
+  /** Waits for the write in flight; throws the first write error. */
+  async settle(): Promise<void> {
+    await this.#pending;
+    if (this.#error) throw this.#error;
+  }
+
+  /** Waits for the write in flight, whatever its outcome. */
+  done(): Promise<void> {
+    return this.#pending;
+  }
+}
+
+/**
  * Writes `first` (bytes that arrived with the handshake), then every byte the
  * socket delivers until the peer closes its side.
  *
@@ -69,102 +105,94 @@ export async function receiveStream(
 ): Promise<number> {
   let total = first.length;
   checkLimit(total, maxBytes);
-  let writeError: unknown;
-  const startWrite = (chunk: Uint8Array) =>
-    sink.write(chunk).catch((error) => {
-      writeError ??= error;
-    });
-  let pendingWrite = first.length > 0 ? startWrite(first) : Promise.resolve();
+  const write = new PendingWrite(sink);
+  if (first.length > 0) write.start(first);
   const buffers = new ReceiveBuffers(pool);
   let abandoned: Uint8Array | undefined;
   const watchdog = new IdleWatchdog(timeoutMs, () => closeQuietly(socket));
   try {
     for (;;) {
       const buffer = buffers.next();
-      let n: number | null;
-      try {
-        n = await socket.read(buffer);
-      } catch (error) {
-        abandoned = buffer; // an interrupted read may still land in it: never lend it again
-        throw watchdog.expired
-          ? new TimeoutError(`no data for ${formatSeconds(timeoutMs)} while waiting for file data`)
-          : connectionFailure(error, "while waiting for file data");
-      }
+      abandoned = buffer; // an interrupted read may still land in it: never lend it again
+      const n = await readFileData(socket, buffer, watchdog, timeoutMs);
+      abandoned = undefined;
       if (n === null) break;
       watchdog.touch();
-      total += n;
-      checkLimit(total, maxBytes);
-      await pendingWrite;
-      if (writeError) throw writeError;
-      pendingWrite = startWrite(buffer.subarray(0, n));
+      checkLimit(total += n, maxBytes);
+      await write.settle();
+      write.start(buffer.subarray(0, n));
       buffers.adapt(n);
-      if (buffers.single) await pendingWrite; // one buffer: it must be free before the next read
+      if (buffers.single) await write.settle(); // one buffer: it must be free before the next read
     }
-    await pendingWrite;
-    if (writeError) throw writeError;
+    await write.settle();
     return total;
   } finally {
     watchdog.stop();
-    await pendingWrite;
+    await write.done();
     buffers.release(abandoned);
   }
 }
 
-/** Options of {@link receiveUpload}. */
-export interface ReceiveOptions {
+/** One read of file data; a failure says whether the idle timeout ended it. */
+async function readFileData(
+  socket: Socket,
+  buffer: Uint8Array,
+  watchdog: IdleWatchdog,
+  timeoutMs: number,
+): Promise<number | null> {
+  try {
+    return await socket.read(buffer);
+  } catch (error) {
+    throw watchdog.expired
+      ? new TimeoutError(`no data for ${formatSeconds(timeoutMs)} while waiting for file data`)
+      : connectionFailure(error, "while waiting for file data");
+  }
+}
+
+/** Options of {@link greet}. */
+export interface GreetOptions {
   /** Idle timeout: longest wait for any read, in ms. */
   timeoutMs: number;
   /** Which handshakes to accept. */
   handshake: ServerHandshakeMode;
-  /** Largest upload accepted, in bytes (after the header). */
-  maxBytes: number;
   /** Largest double-handshake header, in bytes. */
   maxHeaderBytes: number;
   /** Whether extension header lines are accepted. */
   allowHeaderLines: boolean;
-  /**
-   * Called after the handshake, before any file data is stored, with the
-   * header lines and the file bytes that came with them; may throw to refuse
-   * the upload.
-   */
-  onHandshake?: (headerLines: Uint8Array[], early: Uint8Array) => Promise<void>;
-}
-
-/** What a finished receive learned. */
-export interface Received {
-  /** File bytes received (header excluded). */
-  bytes: number;
-  /** The handshake the client used. */
-  handshake: "single" | "double";
-  /** Extension header lines, raw. */
-  headerLines: Uint8Array[];
 }
 
 /**
- * Runs one upload's receiving side: sends `accio\r\n`, performs the handshake
- * the client chose, and streams the file into `sink`.
+ * The first step of an upload's receiving side: sends `accio\r\n` and
+ * performs the handshake the client chose, with a {@link HANDSHAKE_BUFFER}.
+ *
+ * @throws {TimeoutError} {ProtocolError} {LimitError} {ConnectionError}
  */
-export async function receiveUpload(
-  socket: Socket,
-  sink: ByteSink,
-  options: ReceiveOptions,
-): Promise<Received> {
+export async function greet(socket: Socket, options: GreetOptions): Promise<ServerHandshakeResult> {
   await writeAll(socket, GREETING, options.timeoutMs, "accio\\r\\n");
-  const handshake = await serverHandshake(socket, {
+  return await serverHandshake(socket, {
     mode: options.handshake,
     timeoutMs: options.timeoutMs,
     maxHeaderBytes: options.maxHeaderBytes,
     allowHeaderLines: options.allowHeaderLines,
     buffer: new Uint8Array(HANDSHAKE_BUFFER),
   });
-  await options.onHandshake?.(handshake.headerLines, handshake.data);
-  let bytes: number;
-  if (handshake.ended) {
-    checkLimit(handshake.data.length, options.maxBytes);
-    if (handshake.data.length > 0) await sink.write(handshake.data);
-    bytes = handshake.data.length;
-  } else {
-    bytes = await receiveStream(socket, handshake.data, sink, options);
-  }
-  return { bytes, handshake: handshake.kind, headerLines: handshake.headerLines };
+}
+
+/**
+ * Streams the file that follows `handshake` into `sink`: the bytes that came
+ * with the handshake, then the rest of the stream (see {@link receiveStream}).
+ *
+ * @returns the number of file bytes.
+ * @throws {TimeoutError} {ConnectionError} {LimitError}, or whatever `sink` throws.
+ */
+export async function receiveFile(
+  socket: Socket,
+  handshake: ServerHandshakeResult,
+  sink: ByteSink,
+  options: StreamOptions,
+): Promise<number> {
+  if (!handshake.ended) return await receiveStream(socket, handshake.data, sink, options);
+  checkLimit(handshake.data.length, options.maxBytes ?? Infinity);
+  if (handshake.data.length > 0) await sink.write(handshake.data);
+  return handshake.data.length;
 }

@@ -5,31 +5,34 @@
  * on from (`resume: yes`), and leave its received prefix behind when it
  * breaks (`server --resumable`: `resume_store.ts`).
  *
- * The server calls it at three points: {@link RetrySession.begin} after the
- * header (locks the upload, refuses a name holding another file, answers
- * `offset <N>`, takes over a kept prefix), {@link RetrySession.publish} once
- * the data is checked (stores it, or finds it stored), and
- * {@link RetrySession.fail} when it broke (keeps the prefix, or records
- * `ERROR` as usual). Every path ends with {@link RetrySession.release}.
+ * The upload session (`upload_session.ts`) calls it at three points:
+ * {@link RetrySession.begin} after the header (locks the upload, refuses a
+ * name holding another file, answers `offset <N>`, takes over a kept
+ * prefix), {@link RetrySession.publish} once the data is checked (stores it,
+ * or finds it stored), and {@link RetrySession.fail} when it broke (keeps
+ * the prefix, or records `ERROR` as usual). Every path ends with
+ * {@link RetrySession.release}. It works through the store's
+ * {@link RetryableUpload} methods; with a store that has none, such an
+ * upload is served like any other.
  *
  * @example
  * ```ts
  * import { RetrySession } from "./retry_session.ts";
- * import type { UploadFile } from "./upload_dir.ts";
- * declare const upload: UploadFile, conn: Deno.Conn;
+ * import type { StoredUpload } from "./store.ts";
+ * declare const upload: StoredUpload, conn: Deno.Conn;
  * const session = RetrySession.for({ name: "a.bin", length: 3, sha256: "ab".repeat(32), resume: true });
- * await session?.begin(upload, conn, { earlyBytes: 0, timeoutMs: 10_000, maxBytes: Infinity });
+ * const prefixHash = await session?.begin(upload, conn, { earlyBytes: 0, timeoutMs: 10_000, maxBytes: Infinity });
  * ```
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
 import { LimitError, ProtocolError } from "./errors.ts";
 import { isNamedVerified, REASON_BUSY, type UploadHeaders } from "./headers.ts";
-import { existsError, isStored, mayBeStored } from "./idempotent.ts";
+import { existsError, mayBeStored } from "./idempotent.ts";
 import { formatOffsetLine } from "./resume_offset.ts";
 import { ResumeStore } from "./resume_store.ts";
 import { writeAll } from "./socket_io.ts";
-import type { UploadFile } from "./upload_dir.ts";
+import { offersRetries, type RetryableUpload, type StoredUpload } from "./store.ts";
 
 /** Where the connection stands when {@link RetrySession.begin} runs. */
 export interface BeginContext {
@@ -44,6 +47,10 @@ export interface BeginContext {
 /** How {@link RetrySession.publish} ended: stored now, or found stored by an earlier connection. */
 export type Published = "stored" | "already-stored";
 
+/** The log's reason for a retry found already stored: saved, and nothing written. */
+export const ALREADY_STORED =
+  "already stored: the name holds exactly this length and SHA-256; nothing written";
+
 /** Headers of a named, verified upload. */
 type RetryHeaders = UploadHeaders & { name: string; length: number; sha256: string };
 
@@ -53,7 +60,9 @@ export class RetrySession {
   readonly #store: ResumeStore | undefined;
   readonly #key: string | undefined;
   #release: (() => void) | undefined;
-  #upload: UploadFile | undefined;
+  #upload: StoredUpload | undefined;
+  /** The upload, when its store offers what retries need. */
+  #retryable: RetryableUpload | undefined;
   /** The name holds a file of the right length: it may be this very upload, stored before. */
   #candidate = false;
   /** Bytes the server held before this connection's data (the offset it answered). */
@@ -83,51 +92,61 @@ export class RetrySession {
    * After the header, before any data is stored: locks the upload (`busy`
    * when another connection has it), refuses a name that holds a different
    * file, and for `resume` answers `offset <N>`, taking over a kept prefix.
+   * Returns the hash of that prefix, read from its disk, for the received
+   * bytes to go on from.
    *
    * @throws {ProtocolError} {LimitError} refusals, said in the receipt.
    */
-  async begin(upload: UploadFile, conn: Deno.Conn, context: BeginContext): Promise<void> {
+  async begin(upload: StoredUpload, conn: Deno.Conn, context: BeginContext): Promise<Hash | undefined> {
     this.#upload = upload;
+    this.#retryable = offersRetries(upload) ? upload : undefined;
     const { name, length, resume } = this.#headers;
     if (length > context.maxBytes) {
       throw new LimitError(`upload larger than the limit of ${context.maxBytes} bytes`);
     }
-    if (this.#key !== undefined) {
-      this.#release = this.#store!.lock(this.#key);
-      if (!this.#release) {
-        throw new ProtocolError(
-          `${REASON_BUSY}: another connection is uploading ${JSON.stringify(name)}; try again later`,
-        );
-      }
-    }
-    const target = upload.target!;
-    if (target.existing) {
-      if (!mayBeStored(target, length)) throw existsError(target);
+    this.#lock();
+    const existing = this.#retryable?.existing;
+    if (existing) {
+      if (!mayBeStored(existing, length)) throw existsError(name);
       this.#candidate = true;
     }
-    if (!resume) return;
+    if (!resume) return undefined;
     if (context.earlyBytes > 0) throw new ProtocolError("file data sent before the server's offset line");
-    this.offset = this.#candidate ? length : await this.#takePrefix(upload);
+    const prefix = this.#candidate ? undefined : await this.#takePrefix();
+    this.offset = this.#candidate ? length : prefix?.bytes ?? 0;
     await writeAll(conn, formatOffsetLine(this.offset), context.timeoutMs, "the resume offset");
+    return prefix?.hash;
   }
 
-  /** Takes over the prefix kept for this upload, if any; returns its length (0 for none). */
-  async #takePrefix(upload: UploadFile): Promise<number> {
+  /** One connection at a time per upload, on a server that keeps prefixes. */
+  #lock(): void {
+    if (this.#key === undefined) return;
+    this.#release = this.#store!.lock(this.#key);
+    if (this.#release) return;
+    throw new ProtocolError(
+      `${REASON_BUSY}: another connection is uploading ${
+        JSON.stringify(this.#headers.name)
+      }; try again later`,
+    );
+  }
+
+  /** Takes over the prefix kept for this upload, if any: its hash (read from disk) and length. */
+  async #takePrefix(): Promise<{ hash: Hash; bytes: number } | undefined> {
     const store = this.#store;
     const key = this.#key;
-    if (!store || key === undefined) return 0;
+    const upload = this.#retryable;
+    if (!store || key === undefined || !upload) return undefined;
     const held = await store.held(key);
-    if (held === 0) return 0;
+    if (held === 0) return undefined;
     if (held > this.#headers.length) {
       await store.drop(key);
-      return 0;
+      return undefined;
     }
     const path = store.take(key);
-    const hash = await hashFile(path);
+    const prefix = await hashFile(path);
     const size = await upload.adopt(path);
-    if (size !== hash.bytes) throw new ProtocolError("the kept prefix changed while it was taken over");
-    upload.hash = hash.hash;
-    return size;
+    if (size !== prefix.bytes) throw new ProtocolError("the kept prefix changed while it was taken over");
+    return prefix;
   }
 
   /**
@@ -149,18 +168,19 @@ export class RetrySession {
    */
   async publish(): Promise<Published> {
     const upload = this.#upload!;
-    const { length, sha256 } = this.#headers;
-    if (this.#candidate) {
-      if (!(await isStored(upload.target!, length, sha256))) throw existsError(upload.target!);
-      await upload.discard();
+    const retryable = this.#retryable;
+    const { name, length, sha256 } = this.#headers;
+    if (this.#candidate && retryable) {
+      if (!(await retryable.holds(length, sha256))) throw existsError(name);
+      await retryable.discard();
       return "already-stored";
     }
     try {
       await upload.commit();
     } catch (error) {
       // Stored meanwhile by another connection (a server without --resumable does not lock): the same file?
-      if (!(await isStored(upload.target!, length, sha256))) throw error;
-      await upload.discard();
+      if (!retryable || !(await retryable.holds(length, sha256))) throw error;
+      await retryable.discard();
       return "already-stored";
     }
     if (this.#key !== undefined) await this.#store!.drop(this.#key);
@@ -172,21 +192,27 @@ export class RetrySession {
    * was arriving (`broken`: not refused or checked and found wrong) is kept
    * for the next attempt, and `N.file` = `ERROR` all the same; otherwise, or
    * when it may not be kept (or a longer prefix of the same upload is kept
-   * already), {@link UploadFile.fail}. Returns what that returns.
+   * already), {@link StoredUpload.fail}. Returns what that returns.
    */
   async fail(broken: boolean): Promise<string | undefined> {
     const upload = this.#upload;
     if (!upload) return undefined;
-    const bytes = upload.bytes;
-    const keep = broken && !this.#candidate && this.#key !== undefined && bytes > 0 &&
-      bytes < this.#headers.length &&
-      // An attempt that started over without resuming may have got less far than the prefix kept before.
-      bytes > await this.#store!.held(this.#key!);
-    const dest = keep ? await this.#store!.makeRoom(this.#key!, bytes) : undefined;
-    if (dest === undefined) return await upload.fail();
-    const failure = await upload.failKeeping(dest);
-    if (failure === undefined) this.#store!.kept(this.#key!, bytes);
+    const dest = broken ? await this.#keepAt(upload.bytes) : undefined;
+    if (dest === undefined || !this.#retryable) return await upload.fail();
+    const failure = await this.#retryable.failKeeping(dest);
+    if (failure === undefined) this.#store!.kept(this.#key!, upload.bytes);
     return failure;
+  }
+
+  /** Where `bytes` of a broken upload may be kept, if they may. */
+  async #keepAt(bytes: number): Promise<string | undefined> {
+    const store = this.#store;
+    const key = this.#key;
+    if (!store || key === undefined || !this.#retryable || this.#candidate) return undefined;
+    if (bytes === 0 || bytes >= this.#headers.length) return undefined;
+    // An attempt that started over without resuming may have got less far than the prefix kept before.
+    if (bytes <= await store.held(key)) return undefined;
+    return await store.makeRoom(key, bytes);
   }
 
   /** Releases the upload's lock. */

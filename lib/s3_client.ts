@@ -33,7 +33,11 @@ export interface S3Settings {
   region: string;
   /** Credentials for signing. */
   credentials: S3Credentials;
-  /** Longest wait for progress on one request. Default 30 s. */
+  /**
+   * Longest wait for progress on one request, in ms.
+   *
+   * @default {30_000}
+   */
   timeoutMs?: number;
 }
 
@@ -61,6 +65,32 @@ function encodeKey(key: string): string {
 }
 
 const unquote = (etag: string | undefined): string => (etag ?? "").replace(/^"|"$/g, "");
+
+/** The `Content-MD5` header's value. */
+const contentMd5 = (md5: Uint8Array): string => btoa(String.fromCharCode(...md5));
+
+/** The body of CompleteMultipartUpload: the parts' numbers and ETags, in order. */
+function completionBody(etags: readonly string[]): Uint8Array {
+  const parts = etags.map((etag, i) =>
+    `<Part><PartNumber>${i + 1}</PartNumber><ETag>${xmlEscape(`"${etag}"`)}</ETag></Part>`
+  );
+  return new TextEncoder().encode(`<CompleteMultipartUpload>${parts.join("")}</CompleteMultipartUpload>`);
+}
+
+/** One page of ListMultipartUploads: its uploads, and the markers of the next page if there is one. */
+function uploadsPage(body: string): { uploads: OpenUpload[]; next?: string } {
+  const uploads = xmlBlocks(body, "Upload").map((block) => ({
+    key: xmlText(block, "Key") ?? "",
+    uploadId: xmlText(block, "UploadId") ?? "",
+  }));
+  if (xmlText(body, "IsTruncated") !== "true") return { uploads };
+  const key = xmlText(body, "NextKeyMarker") ?? "";
+  const id = xmlText(body, "NextUploadIdMarker") ?? "";
+  return {
+    uploads,
+    next: `key-marker=${encodeURIComponent(key)}&upload-id-marker=${encodeURIComponent(id)}&`,
+  };
+}
 
 /** A client for one bucket. */
 export class S3Client {
@@ -122,7 +152,7 @@ export class S3Client {
   /** Stores `body` at `key` in one request; the store checks it against `md5`. Returns the ETag. */
   async putObject(key: string, body: Uint8Array, md5: Uint8Array, signal?: AbortSignal): Promise<string> {
     const headers = {
-      "content-md5": btoa(String.fromCharCode(...md5)),
+      "content-md5": contentMd5(md5),
       "content-type": "application/octet-stream",
     };
     const answer = await this.#send("PUT", key, "", { headers, body, signal });
@@ -149,7 +179,7 @@ export class S3Client {
     signal?: AbortSignal,
   ): Promise<string> {
     const query = `partNumber=${partNumber}&uploadId=${encodeURIComponent(uploadId)}`;
-    const headers = { "content-md5": btoa(String.fromCharCode(...md5)) };
+    const headers = { "content-md5": contentMd5(md5) };
     const answer = await this.#send("PUT", key, query, { headers, body, signal });
     if (answer.status !== 200) this.#fail(`PUT ${key} part ${partNumber}`, answer);
     return unquote(answer.headers["etag"]);
@@ -162,14 +192,8 @@ export class S3Client {
     etags: string[],
     signal?: AbortSignal,
   ): Promise<string> {
-    const parts = etags.map((etag, i) =>
-      `<Part><PartNumber>${i + 1}</PartNumber><ETag>${xmlEscape(`"${etag}"`)}</ETag></Part>`
-    );
-    const body = new TextEncoder().encode(
-      `<CompleteMultipartUpload>${parts.join("")}</CompleteMultipartUpload>`,
-    );
     const query = `uploadId=${encodeURIComponent(uploadId)}`;
-    const answer = await this.#send("POST", key, query, { body, signal });
+    const answer = await this.#send("POST", key, query, { body: completionBody(etags), signal });
     // S3 may answer 200 and still report an error in the body.
     if (answer.status !== 200 || !answer.body.includes("CompleteMultipartUploadResult")) {
       this.#fail(`complete multipart upload ${key}`, answer);
@@ -192,13 +216,10 @@ export class S3Client {
       const query = `${markers}prefix=${encodeURIComponent(prefix)}&uploads=`;
       const answer = await this.#send("GET", undefined, query, { signal });
       if (answer.status !== 200) this.#fail(`list multipart uploads under ${prefix}`, answer);
-      for (const block of xmlBlocks(answer.body, "Upload")) {
-        uploads.push({ key: xmlText(block, "Key") ?? "", uploadId: xmlText(block, "UploadId") ?? "" });
-      }
-      if (xmlText(answer.body, "IsTruncated") !== "true") return uploads;
-      const key = xmlText(answer.body, "NextKeyMarker") ?? "";
-      const id = xmlText(answer.body, "NextUploadIdMarker") ?? "";
-      markers = `key-marker=${encodeURIComponent(key)}&upload-id-marker=${encodeURIComponent(id)}&`;
+      const { uploads: found, next } = uploadsPage(answer.body);
+      uploads.push(...found);
+      if (next === undefined) return uploads;
+      markers = next;
     }
     throw new S3Error(`list multipart uploads under ${prefix}: more than 10,000 pages`);
   }

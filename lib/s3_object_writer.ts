@@ -49,9 +49,17 @@ export interface WriteOptions {
   retry: <T>(operation: () => Promise<T>) => Promise<T>;
   /** Called with a multipart upload's id before its first part; resolves once recorded. */
   onUploadId: (uploadId: string) => Promise<void>;
-  /** The base part size. Default {@link DEFAULT_PART_SIZE}. */
+  /**
+   * The base part size.
+   *
+   * @default {DEFAULT_PART_SIZE}
+   */
   partSize?: number;
-  /** Parts sent at once per object. Default 2. */
+  /**
+   * Parts sent at once per object.
+   *
+   * @default {2}
+   */
   partsInFlight?: number;
   /** Called as bytes are acknowledged by the store. */
   onBytes?: (bytes: number) => void;
@@ -188,12 +196,17 @@ async function putMultipart(
   }
 }
 
+interface PartLayout {
+  size: number;
+  partSize: number;
+}
+
 async function sendParts(
   s3: S3Client,
   key: string,
   path: string,
   uploadId: string,
-  layout: { size: number; partSize: number },
+  layout: PartLayout,
   options: WriteOptions,
 ): Promise<Buffer[]> {
   const count = Math.ceil(layout.size / layout.partSize);
@@ -204,18 +217,7 @@ async function sendParts(
     using file = await Deno.open(path);
     while (next < count && !failed) {
       const index = next++;
-      const length = Math.min(layout.partSize, layout.size - index * layout.partSize);
-      const buffer = await options.pool.acquire(length, options.signal);
-      try {
-        const body = buffer.subarray(0, length);
-        await readAt(file, path, index * layout.partSize, body);
-        const md5 = createHash("md5").update(body).digest();
-        await options.retry(() => s3.uploadPart(key, uploadId, index + 1, body, md5, options.signal));
-        md5s[index] = md5;
-        options.onBytes?.(length);
-      } finally {
-        options.pool.release(buffer);
-      }
+      md5s[index] = await sendPart(s3, { key, uploadId, file, path }, index, layout, options);
     }
   };
   const workers = Array.from(
@@ -230,6 +232,30 @@ async function sendParts(
   const rejected = results.find((result) => result.status === "rejected");
   if (rejected) throw (rejected as PromiseRejectedResult).reason;
   return md5s;
+}
+
+/** Reads part `index` (from 0) into a pooled buffer and uploads it; returns its MD5. */
+async function sendPart(
+  s3: S3Client,
+  target: { key: string; uploadId: string; file: Deno.FsFile; path: string },
+  index: number,
+  layout: PartLayout,
+  options: WriteOptions,
+): Promise<Buffer> {
+  const length = Math.min(layout.partSize, layout.size - index * layout.partSize);
+  const buffer = await options.pool.acquire(length, options.signal);
+  try {
+    const body = buffer.subarray(0, length);
+    await readAt(target.file, target.path, index * layout.partSize, body);
+    const md5 = createHash("md5").update(body).digest();
+    await options.retry(() =>
+      s3.uploadPart(target.key, target.uploadId, index + 1, body, md5, options.signal)
+    );
+    options.onBytes?.(length);
+    return md5;
+  } finally {
+    options.pool.release(buffer);
+  }
 }
 
 /**

@@ -29,7 +29,11 @@ export interface ByteSource {
 export interface SendOptions {
   /** Longest time the socket may accept no data, in ms. */
   timeoutMs: number;
-  /** Bytes per chunk. Default {@link SEND_CHUNK}. */
+  /**
+   * Bytes per chunk.
+   *
+   * @default {SEND_CHUNK}
+   */
   chunkSize?: number;
   /** The source's size, when known: no buffer is made larger than it. */
   sizeHint?: number;

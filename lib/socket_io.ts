@@ -48,24 +48,24 @@ export function connectionFailure(error: unknown, during: string): Error {
 }
 
 /**
- * `operation`, unless `timeoutMs` pass first: then the socket is closed and
+ * `operation()`, unless `timeoutMs` pass first: then the socket is closed and
  * the deadline's error is the one thrown, even where closing the socket makes
- * the operation itself fail first.
+ * the operation itself fail first. Any other failure is said as a
+ * {@link ConnectionError} `during` what it happened.
  */
 async function closingAfter<T>(
-  operation: Promise<T>,
+  operation: () => Promise<T>,
   socket: Socket,
-  timeoutMs: number,
-  makeError: () => Error,
+  deadline: { timeoutMs: number; makeError: () => Error; during: string },
 ): Promise<T> {
   let expired: Error | undefined;
   try {
-    return await withDeadline(operation, timeoutMs, () => expired ?? makeError(), () => {
-      expired = makeError();
+    return await withDeadline(operation(), deadline.timeoutMs, () => expired ?? deadline.makeError(), () => {
+      expired = deadline.makeError();
       closeQuietly(socket);
     });
   } catch (error) {
-    throw expired ?? error;
+    throw connectionFailure(expired ?? error, deadline.during);
   }
 }
 
@@ -75,22 +75,18 @@ async function closingAfter<T>(
  * @returns the byte count, or `null` at end of stream.
  * @throws {TimeoutError} (and closes the socket) when nothing arrives in time.
  */
-export async function readWithin(
+export function readWithin(
   socket: Socket,
   buffer: Uint8Array,
   timeoutMs: number,
   waitingFor: string,
 ): Promise<number | null> {
-  try {
-    return await closingAfter(
-      socket.read(buffer),
-      socket,
-      timeoutMs,
-      () => new TimeoutError(`no data for ${formatSeconds(timeoutMs)} while waiting for ${waitingFor}`),
-    );
-  } catch (error) {
-    throw connectionFailure(error, `while waiting for ${waitingFor}`);
-  }
+  return closingAfter(() => socket.read(buffer), socket, {
+    timeoutMs,
+    makeError: () =>
+      new TimeoutError(`no data for ${formatSeconds(timeoutMs)} while waiting for ${waitingFor}`),
+    during: `while waiting for ${waitingFor}`,
+  });
 }
 
 /**
@@ -101,7 +97,7 @@ export async function readWithin(
  * @throws {TimeoutError} (and closes the socket) when the bytes are not all there in time.
  * @throws {ConnectionError} when the stream ends first.
  */
-export async function readExactly(
+export function readExactly(
   socket: Socket,
   length: number,
   timeoutMs: number,
@@ -122,21 +118,16 @@ export async function readExactly(
     return buffer;
   };
   const within = formatSeconds(timeoutMs);
-  try {
-    return await closingAfter(
-      fill(),
-      socket,
-      timeoutMs,
-      () =>
-        new TimeoutError(
-          filled === 0
-            ? `no data for ${within} while waiting for ${waitingFor}`
-            : `only ${filled} of the ${length} bytes of ${waitingFor} arrived within ${within}`,
-        ),
-    );
-  } catch (error) {
-    throw connectionFailure(error, `while waiting for ${waitingFor}`);
-  }
+  return closingAfter(fill, socket, {
+    timeoutMs,
+    makeError: () =>
+      new TimeoutError(
+        filled === 0
+          ? `no data for ${within} while waiting for ${waitingFor}`
+          : `only ${filled} of the ${length} bytes of ${waitingFor} arrived within ${within}`,
+      ),
+    during: `while waiting for ${waitingFor}`,
+  });
 }
 
 /**
@@ -151,20 +142,14 @@ export async function writeAll(
   timeoutMs: number,
   sending = "data",
 ): Promise<void> {
+  const deadline = {
+    timeoutMs,
+    makeError: () =>
+      new TimeoutError(`peer accepted no data for ${formatSeconds(timeoutMs)} while sending ${sending}`),
+    during: `while sending ${sending}`,
+  };
   let written = 0;
   while (written < data.length) {
-    try {
-      written += await closingAfter(
-        socket.write(data.subarray(written)),
-        socket,
-        timeoutMs,
-        () =>
-          new TimeoutError(
-            `peer accepted no data for ${formatSeconds(timeoutMs)} while sending ${sending}`,
-          ),
-      );
-    } catch (error) {
-      throw connectionFailure(error, `while sending ${sending}`);
-    }
+    written += await closingAfter(() => socket.write(data.subarray(written)), socket, deadline);
   }
 }

@@ -9,6 +9,9 @@
  * written again: `ERROR` is only ever written into an inode that has no other
  * name (link count 1), and a new one is created when that does not hold.
  *
+ * It is the first implementation of {@link Store}: the upload session writes
+ * through that interface only.
+ *
  * At start-up every entry is looked at without following links
  * ({@link UploadDirectory.open}): `N.file` of any type holds number N; a
  * `.N.file.part` that is a link or not a regular file is removed (the name
@@ -29,10 +32,11 @@
  * ```
  * @module
  */
-import type { Hash } from "node:crypto";
 import { type DirectoryLock, lockDirectory } from "./dir_lock.ts";
 import { describeError, FileError } from "./errors.ts";
 import { HeldDirectory } from "./held_dir.ts";
+import { isStored } from "./idempotent.ts";
+import { LocalNumbers, type NumberSource, type RetryableUpload, type Store } from "./store.ts";
 import { type NamedTarget, NUMBERED_NAME, prepareNamedTarget, type PrepareOptions } from "./upload_name.ts";
 
 /** The exact content of a failed upload's file. */
@@ -49,6 +53,13 @@ const SCRATCH_PREFIX = ".accio-";
  * the one `.accio-*` entry that start-up leaves alone.
  */
 export const RESUME_DIR = ".accio-resume";
+
+/**
+ * The record of the highest number that left the visible scan (a named
+ * upload, a forwarded and deleted file): a dot name, so never an upload name
+ * and never a scratch name.
+ */
+const NUMBERS_NAME = ".accio.numbers";
 
 /** The name of upload `id`'s file. */
 export function uploadFileName(id: number): string {
@@ -124,22 +135,39 @@ export interface OpenReport {
 
 /** Options of {@link UploadDirectory.open}. */
 export interface OpenOptions {
-  /** Prepare for named uploads (holds the directory for {@link UploadFile.useName}). Default false. */
+  /**
+   * Prepare for named uploads (holds the directory for {@link UploadFile.useName}).
+   *
+   * @default {false}
+   */
   names?: boolean;
+  /**
+   * Where numbers come from; told the highest number found at start.
+   *
+   * @default {new LocalNumbers()}
+   */
+  numbers?: NumberSource;
 }
 
 /** The directory uploads are saved in. Held (locked) until {@link UploadDirectory.close}. */
-export class UploadDirectory {
+export class UploadDirectory implements Store {
   /** The directory's path, as given. */
   readonly path: string;
-  #lastId: number;
+  readonly #numbers: NumberSource;
   #creating: Promise<unknown> = Promise.resolve();
   readonly #lock: DirectoryLock;
   readonly #root: HeldDirectory | undefined;
+  #gone = 0;
+  #recording: Promise<unknown> = Promise.resolve();
 
-  private constructor(path: string, lastId: number, lock: DirectoryLock, root: HeldDirectory | undefined) {
+  private constructor(
+    path: string,
+    numbers: NumberSource,
+    lock: DirectoryLock,
+    root: HeldDirectory | undefined,
+  ) {
     this.path = path;
-    this.#lastId = lastId;
+    this.#numbers = numbers;
     this.#lock = lock;
     this.#root = root;
   }
@@ -173,15 +201,14 @@ export class UploadDirectory {
     const lock = await lockDirectory(path);
     let root: HeldDirectory | undefined;
     try {
-      try {
-        const probe = await Deno.makeTempFile({ dir: path, prefix: `${SCRATCH_PREFIX}probe-` });
-        await Deno.remove(probe);
-      } catch (error) {
-        throw problem("it is not writable", error);
-      }
-      const lastId = await scanAndRepair(path, report, problem);
+      await probeWritable(path, problem);
+      const numbers = options.numbers ?? new LocalNumbers();
+      const gone = await readGone(path, problem);
+      numbers.observe(Math.max(gone, await scanAndRepair(path, report, problem)));
       if (options.names) root = await holdRoot(path);
-      return new UploadDirectory(path, lastId, lock, root);
+      const directory = new UploadDirectory(path, numbers, lock, root);
+      directory.#gone = gone;
+      return directory;
     } catch (error) {
       root?.close();
       lock.release();
@@ -191,7 +218,7 @@ export class UploadDirectory {
 
   /** The highest upload number handed out or found on disk. */
   get lastId(): number {
-    return this.#lastId;
+    return this.#numbers.highest;
   }
 
   /**
@@ -204,7 +231,7 @@ export class UploadDirectory {
    */
   createNext(): Promise<UploadFile> {
     // One creation at a time: the number is claimed only once its file exists.
-    const created = this.#creating.then(() => this.#create(this.#lastId + 1));
+    const created = this.#creating.then(() => this.#create(this.#numbers.next()));
     this.#creating = created.catch(() => {});
     return created;
   }
@@ -222,8 +249,37 @@ export class UploadDirectory {
     } catch (error) {
       throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
     }
-    this.#lastId = Math.max(this.#lastId, id);
-    return new UploadFile(id, file, { directory: this.path, temporaryPath: temporary, root: this.#root });
+    try {
+      await reserveError(file);
+    } catch (error) {
+      file.close();
+      await removeQuietly(temporary);
+      throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
+    }
+    this.#numbers.observe(id);
+    return new UploadFile(id, file, {
+      directory: this.path,
+      temporaryPath: temporary,
+      root: this.#root,
+      recordGone: (n) => this.recordGone(n),
+    });
+  }
+
+  /**
+   * Records durably that number `id` is used although no `N.file` will show
+   * it (a named upload, a file forwarded and deleted), so that a restart never
+   * hands it out again. Resolves once the record is on disk.
+   *
+   * @throws {FileError} when the record cannot be written.
+   */
+  recordGone(id: number): Promise<void> {
+    const written = this.#recording.then(async () => {
+      if (id <= this.#gone) return;
+      await writeGone(this.path, id);
+      this.#gone = id;
+    });
+    this.#recording = written.catch(() => {});
+    return written;
   }
 
   /** Releases the directory's lock and held descriptor. Uploads still running keep their own. */
@@ -233,11 +289,56 @@ export class UploadDirectory {
   }
 }
 
+type Problem = (what: string, error?: unknown) => FileError;
+
+/** The number in {@link NUMBERS_NAME} (0 when there is none); anything odd stops the start. */
+async function readGone(path: string, problem: Problem): Promise<number> {
+  let content: string;
+  try {
+    content = await Deno.readTextFile(join(path, NUMBERS_NAME));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return 0;
+    throw problem(`cannot read ${NUMBERS_NAME}`, error);
+  }
+  const id = /^[0-9]{1,16}\n?$/.test(content) ? Number(content.trim()) : NaN;
+  // Guessing could hand a used number out again: the operator decides (the highest number used, or remove it).
+  if (!(id <= MAX_UPLOAD_NUMBER)) {
+    throw problem(
+      `${NUMBERS_NAME} (the highest number used by named uploads) does not hold a number; ` +
+        "write the highest upload number used into it, or remove it, to start",
+    );
+  }
+  return id;
+}
+
+/** Replaces {@link NUMBERS_NAME} atomically: a scratch file, flushed, renamed over it. */
+async function writeGone(path: string, id: number): Promise<void> {
+  const scratch = join(path, `${SCRATCH_PREFIX}numbers-${crypto.randomUUID()}`);
+  try {
+    await using file = await Deno.open(scratch, { write: true, createNew: true });
+    await writeFully(file, new TextEncoder().encode(`${id}\n`));
+    await file.syncData();
+    await Deno.rename(scratch, join(path, NUMBERS_NAME));
+  } catch (error) {
+    await removeQuietly(scratch);
+    throw new FileError(`cannot record number ${id} in ${NUMBERS_NAME}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+async function probeWritable(path: string, problem: Problem): Promise<void> {
+  try {
+    const probe = await Deno.makeTempFile({ dir: path, prefix: `${SCRATCH_PREFIX}probe-` });
+    await Deno.remove(probe);
+  } catch (error) {
+    throw problem("it is not writable", error);
+  }
+}
+
 function holdRoot(path: string): Promise<HeldDirectory> {
   return HeldDirectory.openRoot(path.replace(/(?<=.)\/+$/, ""));
 }
-
-type Problem = (what: string, error?: unknown) => FileError;
 
 /** Numbering and repair at start-up; returns the highest number held. */
 async function scanAndRepair(path: string, report: OpenReport, problem: Problem): Promise<number> {
@@ -312,12 +413,23 @@ async function repairPart(path: string, name: string, id: bigint): Promise<boole
     throw error;
   }
   // A link, a directory, a FIFO: never ours, never followed; a non-empty directory stays (and throws).
-  await Deno.remove(entry);
   // With another name it was already published (or is someone's stored file): nothing was cut off.
-  if (!info.isFile || (info.nlink ?? 1) > 1 || id > MAX_UPLOAD_NUMBER) return false;
-  if (await exists(join(path, uploadFileName(Number(id))))) return false;
-  await recordError(path, Number(id));
-  return true;
+  const cutOff = info.isFile && (info.nlink ?? 1) === 1 && id <= MAX_UPLOAD_NUMBER &&
+    !(await exists(join(path, uploadFileName(Number(id)))));
+  // ERROR is linked before the .part name goes: a kill in between leaves a .part the next start repairs.
+  if (cutOff) await recordError(path, Number(id));
+  await Deno.remove(entry);
+  return cutOff;
+}
+
+/**
+ * Writes `ERROR` into a new temporary file and goes back to its start: the
+ * data overwrites it, and a failure later needs no new block (a full disk
+ * cannot take the space `ERROR` needs once the upload has begun).
+ */
+async function reserveError(file: Deno.FsFile): Promise<void> {
+  await writeFully(file, ERROR_CONTENT);
+  await file.seek(0, Deno.SeekMode.Start);
 }
 
 /** Where an {@link UploadFile} lives; given by {@link UploadDirectory.createNext}. */
@@ -328,10 +440,17 @@ export interface UploadPlace {
   temporaryPath: string;
   /** The held upload directory, for named uploads. */
   root?: HeldDirectory;
+  /** Records a number no `N.file` will show (before a named upload is published). */
+  recordGone?: (id: number) => Promise<void>;
+}
+
+/** Writes all of `bytes` at the file's position. */
+async function writeFully(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
 }
 
 /** One upload in progress. Ends with exactly one of {@link commit} or {@link fail}. */
-export class UploadFile {
+export class UploadFile implements RetryableUpload {
   /** The upload's number. */
   readonly id: number;
   /** Where the upload becomes visible, unless it is named. */
@@ -358,9 +477,6 @@ export class UploadFile {
     return this.#bytes;
   }
 
-  /** When set, every byte written also goes into this hash (for verification and the log). */
-  hash: Hash | undefined;
-
   /**
    * Makes this a named upload: creates and holds the directories of the
    * checked name `segments` under the upload directory. Returns the path it
@@ -375,9 +491,30 @@ export class UploadFile {
     return this.#target.path;
   }
 
-  /** Where a named upload goes, once {@link useName} prepared it. */
-  get target(): NamedTarget | undefined {
-    return this.#target;
+  /** What the name already is (not followed), when {@link useName} was allowed to find it existing. */
+  get existing(): Deno.FileInfo | undefined {
+    return this.#target?.existing;
+  }
+
+  /** Whether the name holds a regular file of exactly `length` bytes with SHA-256 `sha256`. */
+  holds(length: number, sha256: string): Promise<boolean> {
+    return this.#target ? isStored(this.#target, length, sha256) : Promise.resolve(false);
+  }
+
+  /**
+   * Ends the upload without a file of its own: the number is recorded as
+   * used (no `N.file` will show it), the temporary file goes, and nothing is
+   * published. For a retry whose file was found already stored at its name:
+   * that file is this number's too.
+   *
+   * @throws {FileError} when the number cannot be recorded (then {@link fail} still ends it).
+   */
+  async discard(): Promise<void> {
+    if (this.#published) throw new FileError("upload already finished");
+    await this.#place.recordGone?.(this.id);
+    this.#published = true; // nothing of it may be written any more
+    await removeQuietly(this.#place.temporaryPath);
+    this.#release();
   }
 
   /**
@@ -394,7 +531,9 @@ export class UploadFile {
     await Deno.rename(prefixPath, this.#place.temporaryPath);
     const empty = this.#file;
     try {
-      this.#file = await Deno.open(this.#place.temporaryPath, { write: true, append: true });
+      // Not O_APPEND: fail() writes ERROR at the start.
+      this.#file = await Deno.open(this.#place.temporaryPath, { write: true });
+      await this.#file.seek(0, Deno.SeekMode.End);
     } catch (error) {
       // The name is the prefix's now: never publish it as this upload's ERROR.
       this.#detached = true;
@@ -407,13 +546,39 @@ export class UploadFile {
     return info.size;
   }
 
+  /**
+   * Fails like {@link fail}, but keeps the data for a later attempt: `N.file`
+   * = `ERROR` is recorded first (in a new file), then the flushed temporary
+   * file is renamed to `dest`. A kill in between loses the data, never the
+   * record. Returns what {@link fail} returns.
+   */
+  async failKeeping(dest: string): Promise<string | undefined> {
+    const file = this.#file;
+    if (!file || this.#published || this.#detached) return await this.fail();
+    try {
+      if (this.#bytes < ERROR_CONTENT.length) await file.truncate(this.#bytes); // the reservation's tail
+      await file.syncData();
+      await recordError(this.#place.directory, this.id);
+    } catch {
+      return await this.fail();
+    }
+    try {
+      await Deno.rename(this.#place.temporaryPath, dest);
+      return undefined;
+    } catch (error) {
+      await removeQuietly(this.#place.temporaryPath);
+      return `could not keep the received data: ${describeError(error)}`;
+    } finally {
+      this.#release();
+    }
+  }
+
   /** Appends `chunk` to the temporary file. */
   async write(chunk: Uint8Array): Promise<void> {
     const file = this.#file;
     if (!file) throw new FileError("upload already finished");
-    this.hash?.update(chunk);
     try {
-      for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
+      await writeFully(file, chunk);
     } catch (error) {
       throw new FileError(`cannot write ${this.#place.temporaryPath}: ${describeError(error)}`, {
         cause: error,
@@ -439,10 +604,15 @@ export class UploadFile {
   async commit(): Promise<void> {
     const file = this.#file;
     if (!file || this.#published) throw new FileError("upload already finished");
+    const { temporaryPath } = this.#place;
     try {
+      // Shorter than the reserved ERROR: its tail goes.
+      if (this.#bytes < ERROR_CONTENT.length) await file.truncate(this.#bytes);
       await file.syncData();
-      if (this.#target) await this.#publishNamed(file, this.#target);
-      else await publish(this.#place.temporaryPath, this.finalPath);
+      // Before the name is visible: from then on no restart may hand this number out again.
+      if (this.#target) await this.#place.recordGone?.(this.id);
+      if (this.#target) await publishNamed(file, temporaryPath, this.#target, () => this.#detached = true);
+      else await publish(temporaryPath, this.finalPath);
     } catch (error) {
       if (error instanceof FileError) throw error;
       throw new FileError(`cannot save ${this.#target?.path ?? this.finalPath}: ${describeError(error)}`, {
@@ -451,37 +621,15 @@ export class UploadFile {
     }
     this.#published = true;
     // A leftover name here (its removal failed) has two links: the next start only removes it.
-    await removeQuietly(this.#place.temporaryPath);
+    await removeQuietly(temporaryPath);
     this.#release();
-  }
-
-  /**
-   * Links the data into the held directory of its name, then checks that it
-   * landed there and that the directory is still inside the upload
-   * directory; if not, takes it back and empties the inode, so that no copy
-   * anywhere keeps the bytes.
-   */
-  async #publishNamed(file: Deno.FsFile, target: NamedTarget): Promise<void> {
-    const moved = () =>
-      new FileError(`the directory of ${target.path} was moved or replaced during the upload`);
-    if (!(await target.dir.isInside())) throw moved();
-    const entry = target.dir.entry(target.leaf);
-    const how = await publish(this.#place.temporaryPath, entry, target.path);
-    const mine = await file.stat();
-    const there = await Deno.lstat(entry).catch(() => undefined);
-    const atEntry = there?.ino === mine.ino && there?.dev === mine.dev;
-    if (atEntry && (how === "renamed" || mine.nlink === 2) && (await target.dir.isInside())) return;
-    this.#detached = true;
-    if (atEntry) await removeQuietly(entry);
-    await file.truncate(0);
-    throw moved();
   }
 
   /**
    * Discards the data and publishes `ERROR` instead. Never throws, and never
    * touches a file already published: when even `ERROR` cannot be written
-   * (disk full, directory gone) the temporary file is removed and the
-   * returned reason says why, for the log.
+   * (directory gone, descriptors exhausted) the temporary file is left for the
+   * next start to repair, and the returned reason says why, for the log.
    */
   async fail(): Promise<string | undefined> {
     if (this.#published) {
@@ -489,65 +637,60 @@ export class UploadFile {
       return `${this.#target?.path ?? this.finalPath} was already saved; it is left as it is`;
     }
     const file = this.#file;
+    const { temporaryPath, directory } = this.#place;
     try {
-      if (file && !this.#detached && (await file.stat()).nlink === 1) await this.#failInPlace(file);
-      else {
-        // This inode may be visible elsewhere: never write it; record ERROR in a new file.
-        await removeQuietly(this.#place.temporaryPath);
-        await recordError(this.#place.directory, this.id);
+      if (file && !this.#detached && (await file.stat()).nlink === 1) {
+        await failInPlace(file, temporaryPath, this.finalPath);
+      } else {
+        // This inode may be visible elsewhere: never write it; record ERROR in a new file,
+        // and only then drop the temporary name (a kill in between leaves it for the next start).
+        await recordError(directory, this.id);
+        await removeQuietly(temporaryPath);
       }
       return undefined;
     } catch (error) {
-      await removeQuietly(this.#place.temporaryPath);
+      // The temporary name stays: the next start records this number as ERROR.
       return `could not record ERROR in ${this.finalPath}: ${describeError(error)}`;
     } finally {
       this.#release();
     }
   }
+}
 
-  /**
-   * Fails like {@link fail}, but keeps the data for a later attempt: `N.file`
-   * = `ERROR` is recorded first (in a new file), then the flushed temporary
-   * file is renamed to `dest`. A kill in between loses the data, never the
-   * record. Returns what {@link fail} returns.
-   */
-  async failKeeping(dest: string): Promise<string | undefined> {
-    const file = this.#file;
-    if (!file || this.#published || this.#detached) return await this.fail();
-    try {
-      await file.syncData();
-      await recordError(this.#place.directory, this.id);
-    } catch {
-      return await this.fail();
-    }
-    try {
-      await Deno.rename(this.#place.temporaryPath, dest);
-      return undefined;
-    } catch (error) {
-      await removeQuietly(this.#place.temporaryPath);
-      return `could not keep the received data: ${describeError(error)}`;
-    } finally {
-      this.#release();
-    }
-  }
+/**
+ * Links a named upload's data into the held directory of its name, then
+ * checks that it landed there and that the directory is still inside the
+ * upload directory; if not, takes it back and empties the inode (after
+ * `detach`: the inode may have had another name), so that no copy anywhere
+ * keeps the bytes.
+ */
+async function publishNamed(
+  file: Deno.FsFile,
+  temporary: string,
+  target: NamedTarget,
+  detach: () => void,
+): Promise<void> {
+  const moved = () =>
+    new FileError(`the directory of ${target.path} was moved or replaced during the upload`);
+  if (!(await target.dir.isInside())) throw moved();
+  const entry = target.dir.entry(target.leaf);
+  const how = await publish(temporary, entry, target.path);
+  const mine = await file.stat();
+  const there = await Deno.lstat(entry).catch(() => undefined);
+  const atEntry = there?.ino === mine.ino && there?.dev === mine.dev;
+  if (atEntry && (how === "renamed" || mine.nlink === 2) && (await target.dir.isInside())) return;
+  detach();
+  if (atEntry) await removeQuietly(entry);
+  await file.truncate(0);
+  throw moved();
+}
 
-  /**
-   * Ends the upload without a file of its own: the temporary file goes and
-   * nothing is published. For a retry whose file was found already stored at
-   * its name: that file is this number's too.
-   */
-  async discard(): Promise<void> {
-    if (!this.#published) await removeQuietly(this.#place.temporaryPath);
-    this.#release();
-  }
-
-  /** Writes `ERROR` through the open handle (no new descriptor: works under EMFILE) and publishes it. */
-  async #failInPlace(file: Deno.FsFile): Promise<void> {
-    // Truncating first frees the space the partial data held, so a full disk still takes "ERROR".
-    await file.truncate(0);
-    await file.seek(0, Deno.SeekMode.Start);
-    for (let done = 0; done < ERROR_CONTENT.length;) done += await file.write(ERROR_CONTENT.subarray(done));
-    await publish(this.#place.temporaryPath, this.finalPath);
-    await removeQuietly(this.#place.temporaryPath);
-  }
+/** Writes `ERROR` through the open handle (no new descriptor: works under EMFILE) and publishes it. */
+async function failInPlace(file: Deno.FsFile, temporary: string, final: string): Promise<void> {
+  // Never below 5 bytes: the block reserved at creation keeps ERROR's space on a full disk.
+  await file.truncate(ERROR_CONTENT.length);
+  await file.seek(0, Deno.SeekMode.Start);
+  await writeFully(file, ERROR_CONTENT);
+  await publish(temporary, final);
+  await removeQuietly(temporary);
 }

@@ -13,6 +13,11 @@ import { delay, waitFor } from "./support/wait.ts";
 import { connect, readToEnd, readWithTimeout, recvExactly, sendAll } from "./support/wire.ts";
 import { Relay } from "../lib/flaky_link.ts";
 
+/** The entries of `dir` but the server's own record of numbers without an `N.file` (`.accio.numbers`). */
+async function visibleEntries(dir: string): Promise<string[]> {
+  return (await listDir(dir)).filter((n) => n !== ".accio.numbers").sort();
+}
+
 const MiB = 1024 * 1024;
 const RESUME_DIR = ".accio-resume";
 
@@ -82,7 +87,7 @@ for (const resume of [true, false]) {
       }
       // Every cut connection's number holds ERROR, and nothing is kept once the file is stored.
       assert.ok((await numberedAreErrors(server.dir)) >= 5);
-      assert.deepEqual((await listDir(server.dir)).filter((n) => !/^\d+\.file$/.test(n)).sort(), [
+      assert.deepEqual((await visibleEntries(server.dir)).filter((n) => !/^\d+\.file$/.test(n)), [
         RESUME_DIR,
         "flaky.bin",
       ]);
@@ -152,7 +157,7 @@ for (const resume of [false, true]) {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(relay.drops, 1);
     assert.match(result.stderr, /attempt 1 failed: connection reset by peer/);
-    assert.deepEqual(await listDir(server.dir), ["once.bin"], "a retry stored a second file");
+    assert.deepEqual(await visibleEntries(server.dir), ["once.bin"], "a retry stored a second file");
     assert.equal(await fileSha256(`${server.dir}/once.bin`), await fileSha256(source));
     // Resume asks first: the server holds the whole file, so the retry sends no file byte.
     if (resume) assert.ok(relay.clientBytes < size + 4096, `${relay.clientBytes} bytes sent`);
@@ -170,6 +175,12 @@ for (const resume of [false, true]) {
     ]]);
     assert.equal(entries[0].reason, null);
     assert.match(entries[1].reason, /^already stored/);
+    // Neither number has an N.file, and a restart hands out neither again.
+    assert.equal((await server.proc.stop("SIGTERM")).code, 0);
+    await using again = await startServer("server", { dir: server.dir });
+    const next = await runClient(["127.0.0.1", String(again.port), source]);
+    assert.equal(next.code, 0, next.stderr);
+    assert.deepEqual(await visibleEntries(server.dir), ["3.file", "once.bin"]);
   });
 }
 
@@ -274,7 +285,7 @@ Deno.test("a kept prefix is no upload: its number holds ERROR; it outlives a res
     await waitFor(async () => (await kept(dir)).length === 1, 5_000, "the kept prefix");
     assert.equal((await server.proc.stop("SIGTERM")).code, 0);
   }
-  assert.deepEqual((await listDir(dir)).sort(), [RESUME_DIR, "1.file"]);
+  assert.deepEqual(await visibleEntries(dir), [RESUME_DIR, "1.file"]);
   assert.equal(await Deno.readTextFile(`${dir}/1.file`), "ERROR");
   const [key] = await kept(dir);
   const held = (await Deno.stat(`${dir}/${RESUME_DIR}/${key}`)).size;
