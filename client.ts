@@ -1,29 +1,38 @@
 /**
- * `client <HOSTNAME-OR-IP> <PORT> <FILENAME>`: upload one file to an Accio server.
+ * `client <HOSTNAME-OR-IP> <PORT> <FILE>...`: upload files to an Accio server,
+ * each over its own connection, with retries and resume on request.
  *
  * @module
  */
-import { parseChoiceOption, parseSecondsOption, printError, runCommand } from "./lib/cli.ts";
-import { upload } from "./lib/client.ts";
+import {
+  parseChoiceOption,
+  parseIntegerOption,
+  parseSecondsOption,
+  printError,
+  runCommand,
+} from "./lib/cli.ts";
 import { abortOnSignals } from "./lib/client_signals.ts";
-import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
-import { UsageError } from "./lib/errors.ts";
+import { DEFAULT_TIMEOUT_MS, formatSeconds } from "./lib/deadline.ts";
+import { deliver, type DeliveryOutcome } from "./lib/delivery.ts";
+import { describeError, UsageError } from "./lib/errors.ts";
 import { resolvePort } from "./lib/port.ts";
 import { ProgressBar } from "./lib/progress.ts";
-
-const basename = (path: string) => path.replace(/\/+$/, "").split("/").at(-1) ?? path;
+import { batchVerdict, runBatch, shownPath, summaryLine } from "./lib/upload_batch.ts";
+import { listUploads, type UploadItem } from "./lib/upload_list.ts";
 
 /** How long an interrupted upload may take to wind down before the program exits regardless. */
 const INTERRUPT_GRACE_MS = 2_000;
 
 const spec = {
   name: "client",
-  usage: "client [options] <HOSTNAME-OR-IP> <PORT> <FILENAME>",
-  summary: "Accio client: connects to the server, waits for its accio\\r\\n, sends FILENAME and " +
-    "exits 0 once the server has confirmed it by closing the connection without a word. PORT is a " +
-    "number or a service name from /etc/services. SIGINT, SIGTERM and SIGHUP abort the upload " +
-    "with a reset (the server records ERROR) and exit 130, 143 and 129.",
-  positionals: ["HOSTNAME-OR-IP", "PORT", "FILENAME"],
+  usage: "client [options] <HOSTNAME-OR-IP> <PORT> <FILE>...",
+  summary: "Accio client: connects to the server, waits for its accio\\r\\n, sends each FILE (- is " +
+    "standard input) over its own connection and exits 0 once the server has confirmed every one (by " +
+    "closing without a word, or with ok). PORT is a number or a service name from /etc/services. " +
+    "SIGINT, SIGTERM and SIGHUP abort the uploads with a reset (the server records ERROR) and exit " +
+    "130, 143 and 129.",
+  positionals: ["HOSTNAME-OR-IP", "PORT", "FILE"],
+  variadic: true,
   options: {
     timeout: {
       type: "string",
@@ -38,22 +47,42 @@ const spec = {
     name: {
       type: "string",
       valueName: "PATH",
-      help: "store the file at PATH on the server (server --names)",
+      help: "store the (one) file at PATH on the server (server --names)",
     },
-    named: { type: "boolean", help: "store the file under its own base name (server --names)" },
+    named: {
+      type: "boolean",
+      help:
+        "store each file under its base name, a directory's files under their paths in it (server --names)",
+    },
     verify: {
       type: "boolean",
       help: "send length and SHA-256; exit 0 only on the server's ok (server --headers)",
     },
+    parallel: { type: "string", valueName: "N", help: "uploads at once, 1-64 (default 1)" },
+    retries: {
+      type: "string",
+      valueName: "N",
+      help: "try a file again up to N times after a transient failure, 0-1000 (default 0)",
+    },
+    "retry-delay": {
+      type: "string",
+      valueName: "SECONDS",
+      help: "first wait before a retry; doubles each time, with jitter, up to 60 s (default 1)",
+    },
+    resume: {
+      type: "boolean",
+      help:
+        "go on from what the server kept of a broken attempt (named; implies --verify; server --resumable)",
+    },
     quiet: {
       type: "boolean",
-      help: "no progress bars (they are shown only when stderr is a terminal)",
+      help: "no progress bars, summary lines or notes; only ERROR lines",
     },
   },
 } as const;
 
-/** The progress bars of one run, on a terminal: `hashing` (with --verify), then the upload's. */
-function progressBars(enabled: boolean) {
+/** The progress bars of one upload, on a terminal: `hashing` (with --verify), then the upload's. */
+function progressBars(enabled: boolean, prefix: string) {
   let current: ProgressBar | undefined;
   let label: string | undefined;
   const show = (which: string) =>
@@ -61,7 +90,7 @@ function progressBars(enabled: boolean) {
       ? (done: number, total: number | undefined) => {
         if (label !== which) {
           current?.finish();
-          current = new ProgressBar(Deno.stderr, total, which);
+          current = new ProgressBar(Deno.stderr, total, [prefix, which].filter(Boolean).join(" "));
           label = which;
         }
         current?.update(done);
@@ -70,43 +99,117 @@ function progressBars(enabled: boolean) {
   return { show, finish: () => current?.finish(), end: () => current?.end() };
 }
 
-await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, path], values }) => {
-  const timeoutMs = parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS);
-  const handshake = values.handshake === undefined
-    ? undefined
-    : parseChoiceOption("handshake", values.handshake, ["single", "double"], "single");
-  const port = await resolvePort(portText);
+/** The options that shape every upload of the run. */
+function parseSettings(values: Record<string, string | boolean | undefined>) {
   if (values.name !== undefined && values.named) {
     throw new UsageError("--name and --named exclude each other");
   }
-  const name = typeof values.name === "string" ? values.name : values.named ? basename(path) : undefined;
-  const bars = progressBars(!values.quiet && Deno.stderr.isTerminal());
+  const resume = Boolean(values.resume);
+  if (resume && values.name === undefined && !values.named) {
+    throw new UsageError("--resume needs a named upload: add --named or --name PATH");
+  }
+  return {
+    timeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
+    handshake: values.handshake === undefined
+      ? undefined
+      : parseChoiceOption("handshake", values.handshake, ["single", "double"], "single"),
+    parallel: parseIntegerOption("parallel", values.parallel, 1, { min: 1, max: 64 }),
+    retries: parseIntegerOption("retries", values.retries, 0, { min: 0, max: 1000 }),
+    retryDelayMs: parseSecondsOption("retry-delay", values["retry-delay"], 1_000),
+    resume,
+    verify: Boolean(values.verify) || resume,
+    quiet: Boolean(values.quiet),
+  };
+}
+
+/** One summary line on stdout; a closed stdout (`| head -1`) loses the line, never the run. */
+function print(line: string): void {
+  const bytes = new TextEncoder().encode(line + "\n");
+  try {
+    for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+  } catch {
+    // Nobody reads the summaries any more; the exit code still tells.
+  }
+}
+
+type Settings = ReturnType<typeof parseSettings>;
+
+/** Where the uploads go, and what the run prints. */
+interface Run {
+  hostname: string;
+  port: number;
+  settings: Settings;
+  /** Progress bars are drawn (a terminal, one upload at a time, not quiet). */
+  bars: boolean;
+  /** Several files: each bar is labelled with its file. */
+  several: boolean;
+  note: (line: string) => void;
+  signal: AbortSignal;
+}
+
+/** Delivers one item, with its progress bars and its retry notes. */
+async function deliverItem(run: Run, item: UploadItem): Promise<DeliveryOutcome> {
+  const { settings } = run;
+  const progress = progressBars(run.bars, run.several ? item.path : "");
+  const outcome = await deliver({
+    hostname: run.hostname,
+    port: run.port,
+    path: item.path,
+    name: item.name,
+    handshake: settings.handshake,
+    timeoutMs: settings.timeoutMs,
+    verify: settings.verify,
+    resume: settings.resume,
+    retries: settings.retries,
+    retryDelayMs: settings.retryDelayMs,
+    onHashProgress: progress.show("hashing"),
+    onProgress: progress.show(""),
+    signal: run.signal,
+    onRetry: (retry, error, waitMs) => {
+      progress.end();
+      run.note(
+        `${shownPath(item.path)}: attempt ${retry} failed: ${describeError(error)}; trying again in ${
+          formatSeconds(waitMs)
+        } (retry ${retry} of ${settings.retries})`,
+      );
+    },
+  });
+  if (outcome.ok) progress.finish();
+  else progress.end(); // the line that follows starts on a line of its own
+  return outcome;
+}
+
+/** SIGINT, SIGTERM, SIGHUP abort every upload; the exit follows, or this backstop forces it. */
+function stopOnSignals(): AbortSignal {
   const stop = new AbortController();
   abortOnSignals(stop, (error) => {
-    // The upload's rejection normally ends the program at once; this is the backstop.
     setTimeout(() => {
-      bars.end();
       printError(`ERROR: ${error.message}`);
       Deno.exit(error.exitCode);
     }, INTERRUPT_GRACE_MS);
   });
-  try {
-    await upload({
-      hostname,
-      port,
-      path,
-      handshake,
-      timeoutMs,
-      name,
-      verify: Boolean(values.verify),
-      onHashProgress: bars.show("hashing"),
-      onProgress: bars.show(""),
-      signal: stop.signal,
-    });
-  } catch (error) {
-    bars.end(); // the ERROR line that follows starts on a line of its own
-    throw error;
-  }
-  bars.finish();
+  return stop.signal;
+}
+
+await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...paths], values }) => {
+  const settings = parseSettings(values);
+  const port = await resolvePort(portText);
+  const name = typeof values.name === "string" ? values.name : undefined;
+  const { uploads, skipped } = await listUploads(paths, {
+    named: Boolean(values.named),
+    name,
+    verify: settings.verify,
+  });
+  const note = settings.quiet ? () => {} : (line: string) => printError(`client: ${line}`);
+  for (const line of skipped) note(`skipped ${line}`);
+  const bars = settings.parallel === 1 && !settings.quiet && Deno.stderr.isTerminal();
+  const signal = stopOnSignals();
+  const run: Run = { hostname, port, settings, bars, several: uploads.length > 1, note, signal };
+  const outcomes = await runBatch(uploads, settings.parallel, (item) => deliverItem(run, item), {
+    signal,
+    onDone: (item, outcome) => settings.quiet || print(summaryLine(item, outcome)),
+  });
+  const failure = batchVerdict(uploads, outcomes);
+  if (failure) throw failure;
   return 0;
 });

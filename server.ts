@@ -30,6 +30,11 @@ import {
   type ServerOptions,
   type UploadOutcome,
 } from "./lib/server.ts";
+import {
+  DEFAULT_RESUME_MAX_BYTES,
+  DEFAULT_RESUME_MAX_COUNT,
+  DEFAULT_RESUME_WINDOW_MS,
+} from "./lib/resume_store.ts";
 import { onStopSignals, surviveFileSizeLimit, surviveUncaughtErrors } from "./lib/signals.ts";
 
 const spec = {
@@ -59,6 +64,25 @@ const spec = {
       type: "boolean",
       help: "every connection begins with a PROXY protocol v1/v2 header (behind HAProxy): " +
         "only the balancer may reach the port",
+    },
+    resumable: {
+      type: "boolean",
+      help: "keep broken named, verified uploads for the client's --resume (implies --names)",
+    },
+    "resume-window": {
+      type: "string",
+      valueName: "SECONDS",
+      help: "how long a broken upload's data is kept for resuming (default 86400, a day)",
+    },
+    "resume-max-count": {
+      type: "string",
+      valueName: "N",
+      help: `most broken uploads kept at once (default ${DEFAULT_RESUME_MAX_COUNT})`,
+    },
+    "resume-max-bytes": {
+      type: "string",
+      valueName: "BYTES",
+      help: "most bytes kept for resuming, e.g. 20G (default 8G)",
     },
     log: { type: "string", valueName: "FILE", help: "append one JSON line per connection to FILE" },
     instance: {
@@ -94,6 +118,21 @@ const spec = {
 // Log lines are timestamped for a supervisor's journal, and can neither throw nor block (see lib/log.ts).
 const stderr = new LineWriter(Deno.stderr, { timestamps: true });
 
+/** `--resumable` and its bounds. */
+function resumeOptions(values: Record<string, string | boolean | undefined>) {
+  const count = parseIntegerOption("resume-max-count", values["resume-max-count"], DEFAULT_RESUME_MAX_COUNT);
+  const bytes = parseIntegerOption("resume-max-bytes", values["resume-max-bytes"], DEFAULT_RESUME_MAX_BYTES, {
+    min: 0,
+    units: true,
+  });
+  return {
+    resumable: Boolean(values.resumable),
+    resumeWindowMs: parseSecondsOption("resume-window", values["resume-window"], DEFAULT_RESUME_WINDOW_MS),
+    resumeMaxCount: count,
+    resumeMaxBytes: bytes,
+  };
+}
+
 await runCommand(spec, Deno.args, async (parsed) => {
   try {
     return await serve(parsed);
@@ -127,6 +166,7 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
     port,
     directory,
     ...settings,
+    ...resumeOptions(values),
     hashUploads: uploadLog !== undefined,
     numbers: forwarding?.numbers,
     // The balancer's header comes first: every later gate then sees the real client.
@@ -234,7 +274,9 @@ function reporter(
   return (u) => {
     forwarding?.enqueue(u);
     if (u.outcome === "error") log(`${u.file} from ${u.peer}: ERROR: ${u.reason}`);
-    else if (verbose) log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes`);
+    else if (verbose) {
+      log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes${u.reason ? ` (${u.reason})` : ""}`);
+    }
     metrics?.record(u.outcome, u.bytes, u.durationMs);
     uploadLog?.append({
       id: u.id,

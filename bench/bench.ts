@@ -15,6 +15,7 @@ import { describeError, EXIT_FAILURE, UsageError } from "../lib/errors.ts";
 import { chart } from "./chart.ts";
 import { writeRandomFile } from "./files.ts";
 import { type BenchConfig, benchConfig, type BenchOptions, HELP, parseBenchArgs, USAGE } from "./options.ts";
+import { ensureRsync, flakyUpload } from "./flaky.ts";
 import { ensurePeers } from "./peers.ts";
 import { onPath, ROOT } from "./programs.ts";
 import { checkComplete, markdown, type Results, writeAtomically } from "./report.ts";
@@ -73,17 +74,22 @@ async function makeSources(config: BenchConfig, base: string, results: Results):
 }
 
 /** Which programs take part in which workload, by what is installed and what `--only` picked. */
-function lineUp(options: BenchOptions, peers: { nc: boolean; iperf3: boolean }): Record<string, string[]> {
+function lineUp(
+  options: BenchOptions,
+  peers: { nc: boolean; iperf3: boolean; rsync: boolean },
+): Record<string, string[]> {
   const nc = peers.nc ? ["nc"] : [];
   const all: Record<string, string[]> = {
     w1: ["accio", ...nc, "python", ...(peers.iperf3 ? ["iperf3"] : [])],
     w2: ["accio", ...nc, "python"],
     w3: ["accio", "python"],
     w4: ["accio", "python"],
+    w6: ["accio", ...(peers.rsync ? ["rsync"] : [])],
   };
-  return Object.fromEntries(
-    Object.entries(all).filter(([w]) => options.only === undefined || (options.only as string[]).includes(w)),
-  );
+  // Workload 6 only when named: it is not one of the throughput targets, and it needs rsync.
+  const picked = (w: string) =>
+    options.only === undefined ? w !== "w6" : (options.only as string[]).includes(w);
+  return Object.fromEntries(Object.entries(all).filter(([w]) => picked(w)));
 }
 
 const WORKLOAD: Record<string, (bench: Bench, program: string, run: number) => Promise<void>> = {
@@ -91,6 +97,7 @@ const WORKLOAD: Record<string, (bench: Bench, program: string, run: number) => P
   w2: parallelUploads,
   w3: (bench, program, run) => smallUploads(bench, program as ServerProgram, run),
   w4: (bench, program, run) => idleConnections(bench, program as ServerProgram, run),
+  w6: flakyUpload,
 };
 
 /** Every run: each workload in turn, its programs in an order that rotates from run to run. */
@@ -117,7 +124,8 @@ async function machine(): Promise<string> {
 async function measure(options: BenchOptions, config: BenchConfig): Promise<Results> {
   const tmpfs = Deno.env.get("ACCIO_BENCH_TMPFS");
   if (!tmpfs) console.error("bench: not root: files go to the temp directory on disk, not a tmpfs");
-  const programs = lineUp(options, await ensurePeers());
+  const rsync = options.only?.includes("w6") ? await ensureRsync() : false;
+  const programs = lineUp(options, { ...await ensurePeers(), rsync });
   const results: Results = {};
   const base = await Deno.makeTempDir({
     dir: tmpfs ?? Deno.env.get("TMPDIR") ?? "/tmp",
@@ -133,7 +141,9 @@ async function measure(options: BenchOptions, config: BenchConfig): Promise<Resu
   const w5: Record<string, string[]> = programs.w1
     ? { w5: ["server peak RSS MiB", "client peak RSS MiB"] }
     : {};
-  checkComplete(results, { ...programs, ...w5 }, config.runs);
+  // Workload 6 notes two figures for each program: the bytes sent (w6) and the time (w6t).
+  const w6t: Record<string, string[]> = programs.w6 ? { w6t: programs.w6 } : {};
+  checkComplete(results, { ...programs, ...w5, ...w6t }, config.runs);
   return results;
 }
 

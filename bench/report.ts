@@ -86,6 +86,8 @@ export function labels(config: BenchConfig): Record<string, [string, string]> {
     w3: [`3: ${config.smallCount} x 1 KiB uploads, ${config.smallInFlight} in flight`, "uploads/s"],
     w4: [`4: ${config.idleCount} idle connections`, "KiB of server RSS per connection"],
     w5: [`5: peak RSS during workload 1`, "MiB"],
+    w6: [`6: one ${config.flakyMiB} MiB upload over a link cut 5 times`, "MiB sent beyond the file's size"],
+    w6t: [`6: one ${config.flakyMiB} MiB upload over a link cut 5 times`, "s, start to stored"],
   };
 }
 

@@ -49,6 +49,8 @@ export interface CommandSpec {
   summary: string;
   /** Names of the required positional arguments, in order. */
   positionals: readonly string[];
+  /** The last positional may be repeated (`FILE...`). Default false. */
+  variadic?: boolean;
   /** Long options, by name without the dashes. `help` and `version` are added. */
   options: Readonly<Record<string, OptionSpec>>;
 }
@@ -123,13 +125,14 @@ function takeOption(
   return 1;
 }
 
+/** Refuses too few positionals, or too many unless the last one repeats. */
 function checkArity(spec: CommandSpec, positionals: readonly string[]): void {
-  if (positionals.length === spec.positionals.length) return;
-  const expected = spec.positionals.map((p) => `<${p}>`).join(" ");
+  const given = positionals.length;
+  const wanted = spec.positionals.length;
+  if (given === wanted || (spec.variadic && given > wanted)) return;
+  const expected = spec.positionals.map((p) => `<${p}>`).join(" ") + (spec.variadic ? "..." : "");
   throw new UsageError(
-    positionals.length < spec.positionals.length
-      ? `missing argument: expected ${expected}`
-      : `too many arguments: expected ${expected}`,
+    given < wanted ? `missing argument: expected ${expected}` : `too many arguments: expected ${expected}`,
   );
 }
 
@@ -175,13 +178,14 @@ export function parseSecondsOption(
  * import { parseIntegerOption } from "./cli.ts";
  * parseIntegerOption("max-size", "2G", 0, { units: true }); // 2147483648
  * ```
- * @throws {UsageError} unless the value is a whole number ≥ `min`.
+ * @throws {UsageError} unless the value is a whole number from `min` to `max`.
  */
 export function parseIntegerOption(
   name: string,
   value: string | boolean | undefined,
   defaultValue: number,
-  { min = 1, units = false }: { min?: number; units?: boolean } = {},
+  { min = 1, max = Number.MAX_SAFE_INTEGER, units = false }: { min?: number; max?: number; units?: boolean } =
+    {},
 ): number {
   if (value === undefined) return defaultValue;
   const match = typeof value === "string"
@@ -189,8 +193,9 @@ export function parseIntegerOption(
     : null;
   const scale = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
   const number = match ? Number(match[1]) * scale[match[2].toUpperCase() as keyof typeof scale] : NaN;
-  if (!Number.isSafeInteger(number) || number < min) {
-    throw new UsageError(`invalid --${name} "${value}": expected a whole number of at least ${min}`);
+  if (!Number.isSafeInteger(number) || number < min || number > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`;
+    throw new UsageError(`invalid --${name} "${value}": expected a whole number ${range}`);
   }
   return number;
 }

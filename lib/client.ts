@@ -14,6 +14,11 @@
  * would otherwise take those bytes for the start of a double handshake. An
  * explicit `single` handshake with such a file is refused before connecting.
  *
+ * With `resume` (a named, verified upload) the header carries `resume: yes`;
+ * the client then reads the server's `offset <N>` line before it sends any
+ * file byte, and sends the file from byte N on. One call is one attempt:
+ * retries are `delivery.ts`'s.
+ *
  * @example
  * ```ts
  * import { upload } from "./client.ts";
@@ -35,6 +40,7 @@ import {
 import { clientHandshake, type ClientHandshakeMode, CONFIRM } from "./handshake.ts";
 import { formatHeaders, type UploadHeaders } from "./headers.ts";
 import { judgeReply, ReplyWatcher } from "./reply.ts";
+import { readOffsetLine } from "./resume_offset.ts";
 import { sendStream } from "./sender.ts";
 import { closeQuietly, connectionFailure } from "./socket_io.ts";
 import type { TcpSocket } from "./tcp_socket.ts";
@@ -68,6 +74,22 @@ export interface UploadOptions {
   name?: string;
   /** Send the file's length and SHA-256 and require the server's `ok` (header extension; implies double). */
   verify?: boolean;
+  /** The file's SHA-256, already computed (another attempt's): `verify` then does not hash again. */
+  sha256?: string;
+  /**
+   * Ask for the prefix the server kept of an earlier attempt and send only
+   * the rest (`resume: yes`; needs `name` and implies `verify`).
+   */
+  resume?: boolean;
+  /**
+   * The opened file to send instead of opening `path` (which then only names
+   * it in messages); the caller closes it. How standard input is sent again.
+   */
+  source?: UploadSource;
+  /** Called as bytes go out, with the file bytes sent by this attempt (not counting a resumed prefix). */
+  onSent?: (sentBytes: number) => void;
+  /** Called once the whole file went out and the client half-closed: the server may store it from then on. */
+  onAllSent?: () => void;
   /**
    * Aborts the upload (with a reset, once connected) when it fires; `upload`
    * then rejects with an {@link InterruptedError} built from the reason: an
@@ -78,8 +100,12 @@ export interface UploadOptions {
 
 /** A delivered upload. */
 export interface UploadResult {
-  /** File bytes sent. */
+  /** File bytes sent by this attempt. */
   bytes: number;
+  /** Where the attempt started: the prefix the server already held (0 unless resumed). */
+  offset: number;
+  /** The file's SHA-256, when it was sent (`verify`). */
+  sha256?: string;
 }
 
 /** How far an upload got: what an interruption leaves behind depends on it. */
@@ -91,12 +117,23 @@ const AFTERMATH: Record<Stage, string> = {
   sent: "the whole file was sent but not yet confirmed by the server; it may have been stored",
 };
 
-/** Refuses, before connecting, a name the server would refuse (control bytes, `..`, absolute paths...). */
-function refuseBadName(name: string): void {
-  try {
-    checkName(name);
-  } catch (error) {
-    throw new UsageError(`${describeError(error)} (the server would refuse it; nothing was sent)`);
+/**
+ * Refuses, before anything is opened or sent, what cannot work: a name the
+ * server would refuse (control bytes, `..`, absolute paths...), or `resume`
+ * without a name.
+ *
+ * @throws {UsageError}
+ */
+export function checkUploadOptions(options: Pick<UploadOptions, "name" | "resume">): void {
+  if (options.name !== undefined) {
+    try {
+      checkName(options.name);
+    } catch (error) {
+      throw new UsageError(`${describeError(error)} (the server would refuse it; nothing was sent)`);
+    }
+  }
+  if (options.resume && options.name === undefined) {
+    throw new UsageError("resuming needs a named upload (--name or --named)");
   }
 }
 
@@ -135,10 +172,10 @@ class Upload {
 
   async run(): Promise<UploadResult> {
     const options = this.#options;
-    if (options.name !== undefined) refuseBadName(options.name);
-    const source = await openSource(options.path, CONFIRM.length);
+    checkUploadOptions(options);
+    const source = options.source ?? await openSource(options.path, CONFIRM.length);
     try {
-      const { mode, headerLines } = await this.#plan(source);
+      const { mode, headerLines, sha256 } = await this.#plan(source);
       if (this.#interruptedAt) throw new Error("interrupted");
       const socket = await connectWithin(options.hostname, options.port, this.#timeoutMs);
       this.#socket = socket;
@@ -146,34 +183,45 @@ class Upload {
       if (this.#interruptedAt) socket.reset();
       try {
         await clientHandshake(socket, { mode, timeoutMs: this.#timeoutMs, headerLines });
+        const offset = options.resume ? await this.#resumeAt(socket, source) : 0;
         const reply = new ReplyWatcher(socket, headerLines.length > 0);
-        const bytes = await this.#send(socket, source, reply, headerLines.length > 0);
+        const bytes = await this.#send(socket, source, reply, headerLines.length > 0, offset);
         this.#stage = "sent";
+        options.onAllSent?.();
         await this.#confirm(reply, headerLines.length > 0);
-        return { bytes };
+        return { bytes, offset, sha256 };
       } finally {
         closeQuietly(socket); // a reset unless the whole file went out
       }
     } finally {
-      source.close();
+      if (options.source === undefined) source.close();
     }
   }
 
+  /** Reads the server's offset line and moves the file there. */
+  async #resumeAt(socket: TcpSocket, source: UploadSource): Promise<number> {
+    const offset = await readOffsetLine(socket, this.#timeoutMs, source.size ?? 0);
+    await source.seek(offset);
+    return offset;
+  }
+
   /** The handshake and header lines for this file. */
-  async #plan(source: UploadSource): Promise<{ mode: ClientHandshakeMode; headerLines: string[] }> {
-    const { path, verify, name, handshake } = this.#options;
-    const headers: UploadHeaders = { name };
-    if (verify) {
+  async #plan(
+    source: UploadSource,
+  ): Promise<{ mode: ClientHandshakeMode; headerLines: string[]; sha256?: string }> {
+    const { path, name, handshake, resume } = this.#options;
+    const headers: UploadHeaders = { name, resume };
+    if (this.#options.verify || resume) {
       const size = source.size;
       if (size === undefined) throw new FileError(`cannot verify "${path}": not a regular file`);
       headers.length = size;
-      headers.sha256 = await fileSha256(path, {
+      headers.sha256 = this.#options.sha256 ?? await fileSha256(path, {
         onProgress: (hashed) => this.#options.onHashProgress?.(hashed, size),
         signal: this.#options.signal,
       });
     }
     const headerLines = formatHeaders(headers);
-    if (headerLines.length > 0) return { mode: "double", headerLines };
+    if (headerLines.length > 0) return { mode: "double", headerLines, sha256: headers.sha256 };
     if (!startsWithConfirm(source.head)) return { mode: handshake ?? "single", headerLines };
     if (handshake === "single") {
       throw new UsageError(
@@ -191,16 +239,20 @@ class Upload {
     source: UploadSource,
     reply: ReplyWatcher,
     receipt: boolean,
+    offset: number,
   ): Promise<number> {
-    const { onProgress } = this.#options;
+    const { onProgress, onSent } = this.#options;
     const stop = new AbortController();
     reply.spoke.then(() => stop.abort(SERVER_SPOKE));
-    onProgress?.(0, source.size);
+    onProgress?.(offset, source.size);
     try {
       const bytes = await sendStream(socket, source, {
         timeoutMs: this.#timeoutMs,
-        sizeHint: source.size,
-        onProgress: (sent) => onProgress?.(sent, source.size),
+        sizeHint: source.size === undefined ? undefined : source.size - offset,
+        onProgress: (sent) => {
+          onSent?.(sent);
+          onProgress?.(offset + sent, source.size);
+        },
         signal: stop.signal,
       });
       if (stop.signal.aborted) throw SERVER_SPOKE;

@@ -43,7 +43,11 @@ function connectFailure(error: unknown, host: string, where: string): Error {
   const reason = describeError(error);
   if (code in RESOLVE_FAILURES || /lookup|resolve|name or service|nodename|no address/i.test(reason)) {
     const why = RESOLVE_FAILURES[code] ?? reason;
-    return new ConnectionError(`cannot resolve host "${host}": ${why}`, { cause: error });
+    // Only a temporary failure of the resolver may pass; a name that does not exist stays so.
+    return new ConnectionError(`cannot resolve host "${host}": ${why}`, {
+      cause: error,
+      transient: code === "EAI_AGAIN",
+    });
   }
   return new ConnectionError(`cannot connect to ${where}: ${CONNECT_FAILURES[code] ?? reason}`, {
     cause: error,
@@ -64,7 +68,7 @@ export async function connectWithin(
 ): Promise<TcpSocket> {
   const host = hostname.startsWith("[") && hostname.endsWith("]") ? hostname.slice(1, -1) : hostname;
   const where = hostPort(host, port);
-  if (host === "") throw new ConnectionError("empty host name");
+  if (host === "") throw new ConnectionError("empty host name", { transient: false });
   const attempt = TcpSocket.connect(host, port);
   try {
     return await withDeadline(

@@ -15,15 +15,31 @@ export const EXIT_FAILURE = 1;
 /** Exit code for a command line that cannot be run as written. */
 export const EXIT_USAGE = 2;
 
+/** Options of an {@link AccioError}: the cause, and whether trying again may succeed. */
+export interface AccioErrorOptions extends ErrorOptions {
+  /** Overrides the class's {@link AccioError.transient} for this one error. */
+  transient?: boolean;
+}
+
 /** Base of every error Accio reports to the user; `message` is shown after `ERROR: `. */
 export class AccioError extends Error {
   /** The process exit code this error maps to. */
   readonly exitCode: number = EXIT_FAILURE;
+  /**
+   * Whether the same attempt may succeed later (a flaky link, a busy or
+   * restarting server): the client's `--retries` retry only these. Timeouts
+   * and connection failures are, by default; everything else is not.
+   */
+  readonly transient: boolean;
   /** `message` is what follows `ERROR: `; `options.cause` keeps the underlying error. */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: AccioErrorOptions) {
     super(message, options);
     this.name = new.target.name;
+    this.transient = options?.transient ?? new.target.transientByDefault;
   }
+
+  /** The default of {@link AccioError.transient} for errors of this class. */
+  static readonly transientByDefault: boolean = false;
 }
 
 /** The command line is wrong: unknown option, missing argument, bad port. */
@@ -32,17 +48,34 @@ export class UsageError extends AccioError {
   override readonly exitCode: number = EXIT_USAGE;
 }
 
-/** A peer did not answer, accept data or send data within a deadline. */
-export class TimeoutError extends AccioError {}
+/** A peer did not answer, accept data or send data within a deadline. Transient. */
+export class TimeoutError extends AccioError {
+  /** A timeout may pass: transient. */
+  static override readonly transientByDefault: boolean = true;
+}
 
 /** The peer sent bytes the protocol does not allow at that point. */
 export class ProtocolError extends AccioError {}
 
-/** The connection failed: refused, reset, closed early, unreachable. */
-export class ConnectionError extends AccioError {}
+/** The connection failed: refused, reset, closed early, unreachable. Transient unless said otherwise. */
+export class ConnectionError extends AccioError {
+  /** A link that broke may work again: transient. */
+  static override readonly transientByDefault: boolean = true;
+}
 
-/** The server answered an upload with `error <reason>`. */
-export class RefusedError extends AccioError {}
+/**
+ * The server answered an upload with `error <reason>`; `transient` tells
+ * whether the reason is one that may pass (see `headers.ts`).
+ */
+export class RefusedError extends AccioError {
+  /** The server's reason, as shown (printable, bounded). */
+  readonly reason: string;
+  /** `reason` is the server's; the message is `server refused the upload: <reason>` unless given. */
+  constructor(reason: string, options?: AccioErrorOptions & { message?: string }) {
+    super(options?.message ?? `server refused the upload: ${reason}`, options);
+    this.reason = reason;
+  }
+}
 
 /** A limit set by the operator was exceeded (size, header length). */
 export class LimitError extends AccioError {}

@@ -11,6 +11,10 @@
  * | `name` | relative path to store the file at (server needs `--names`) |
  * | `length` | decimal byte count of the file |
  * | `sha256` | lowercase hex SHA-256 of the file |
+ * | `resume` | `yes`: ask for the offset the server holds (with `name`, `length`, `sha256`) |
+ *
+ * A client that sent `resume: yes` reads one line before it sends any file
+ * byte: `offset <N>\r\n` (send from byte N on) or `error <reason>\r\n`.
  *
  * @example
  * ```ts
@@ -32,10 +36,47 @@ export interface UploadHeaders {
   length?: number;
   /** The file's SHA-256, 64 lowercase hex digits. */
   sha256?: string;
+  /** Ask for the prefix the server kept of an earlier, broken attempt (`resume: yes`). */
+  resume?: boolean;
 }
 
 /** The receipt line for a verified, stored upload. */
 export const RECEIPT_OK = "ok";
+
+/** Reason of a refusal because another connection holds the same upload's prefix: transient. */
+export const REASON_BUSY = "busy";
+/** Reason of a refusal because the name holds a different file: permanent. */
+export const REASON_EXISTS = "exists";
+
+/**
+ * How the server's transient reasons begin: the idle timeout (`no data for
+ * 10 s ...`), a shutdown (`server shut down ...`), and {@link REASON_BUSY}.
+ * Every other reason is permanent: trying again would get the same answer
+ * (a refused or existing name, a limit, a hash that differs, ...).
+ */
+export const TRANSIENT_REASONS: readonly string[] = ["no data for", "server shut down", REASON_BUSY];
+
+/**
+ * Whether a server's `error <reason>` may pass if the upload is tried again.
+ *
+ * @example
+ * ```ts
+ * import { isTransientReason } from "./headers.ts";
+ * isTransientReason("busy: another connection is uploading it"); // true
+ * isTransientReason('refused name "../x": a segment starts with a dot'); // false
+ * ```
+ */
+export function isTransientReason(reason: string): boolean {
+  return TRANSIENT_REASONS.some((start) =>
+    reason === start || reason.startsWith(`${start} `) ||
+    reason.startsWith(`${start}:`)
+  );
+}
+
+/** True when the headers describe a named, verified upload: what retries and resume need. */
+export function isNamedVerified(headers: UploadHeaders): boolean {
+  return headers.name !== undefined && headers.length !== undefined && headers.sha256 !== undefined;
+}
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -69,6 +110,9 @@ export function parseHeaders(lines: readonly Uint8Array[]): UploadHeaders {
         throw new ProtocolError(`bad sha256 header: expected 64 lowercase hex digits`);
       }
       headers.sha256 = value;
+    } else if (key === "resume") {
+      if (value !== "yes") throw new ProtocolError(`bad resume header "${value}": expected "yes"`);
+      headers.resume = true;
     } else {
       throw new ProtocolError(`unknown header "${key}"`);
     }
@@ -97,5 +141,6 @@ export function formatHeaders(headers: UploadHeaders): string[] {
   add("name", headers.name);
   add("length", headers.length);
   add("sha256", headers.sha256);
+  if (headers.resume) add("resume", "yes");
   return lines;
 }

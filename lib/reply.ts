@@ -25,7 +25,7 @@
 import { formatSeconds } from "./deadline.ts";
 import { ConnectionError, ProtocolError, RefusedError, TimeoutError } from "./errors.ts";
 import { showBytes } from "./handshake.ts";
-import { RECEIPT_OK } from "./headers.ts";
+import { isTransientReason, RECEIPT_OK } from "./headers.ts";
 import { connectionFailure, type Socket } from "./socket_io.ts";
 
 /** The most bytes of a reply the client reads; the rest is never read. */
@@ -109,14 +109,19 @@ export class ReplyWatcher {
   }
 }
 
-/** The reason of an `error <reason>` line, printable and bounded. */
-function reasonOf(bytes: Uint8Array): string {
+/** The reason of an `error <reason>` line (`bytes` from `error ` on), printable and bounded. */
+export function reasonOf(bytes: Uint8Array): string {
   const end = lineEnd(bytes);
   const text = new TextDecoder().decode(bytes.subarray(ERROR_PREFIX.length, end === -1 ? undefined : end));
   const escape = (c: string) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
   // deno-lint-ignore no-control-regex
   const shown = text.replace(/[\x00-\x1f\x7f]/g, escape);
   return shown.length > REASON_LIMIT ? `${shown.slice(0, REASON_LIMIT)}...` : shown;
+}
+
+/** The error for a server's `error <reason>` line: transient or not by its reason. */
+export function refusal(reason: string): RefusedError {
+  return new RefusedError(reason, { transient: isTransientReason(reason) });
 }
 
 /** Where the reply stands when it is judged. */
@@ -136,7 +141,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 function judgeBytes({ bytes, ended, failure }: ReplyState, context: ReplyContext): Error | undefined {
   const { receipt, finished, timedOutMs = 0 } = context;
   if (bytes.length >= ERROR_PREFIX.length && agrees(bytes, ERROR_PREFIX)) {
-    return new RefusedError(`server refused the upload: ${reasonOf(bytes)}`);
+    return refusal(reasonOf(bytes));
   }
   const within = formatSeconds(timedOutMs);
   if (receipt && sameBytes(bytes, OK_LINE)) {

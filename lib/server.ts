@@ -22,6 +22,12 @@
 import { AcceptLoop, type ConnectionContext } from "./accept_loop.ts";
 import { describeError } from "./errors.ts";
 import { listenAll } from "./listen.ts";
+import {
+  DEFAULT_RESUME_MAX_BYTES,
+  DEFAULT_RESUME_MAX_COUNT,
+  DEFAULT_RESUME_WINDOW_MS,
+  ResumeStore,
+} from "./resume_store.ts";
 import type { NumberSource } from "./store.ts";
 import { type OpenReport, UploadDirectory, uploadFileName } from "./upload_dir.ts";
 import { runSession, type SessionOptions, type SessionSettings, sessionSettings } from "./upload_session.ts";
@@ -45,6 +51,19 @@ export interface ServerOptions extends SessionOptions {
   maxConnections?: number;
   /** Where upload numbers come from. Default: a counter of this process, after the directory's highest. */
   numbers?: NumberSource;
+  /**
+   * Keep the received prefix of a broken named, verified upload for a later
+   * `resume: yes` (see `resume_store.ts`). Implies names.
+   *
+   * @default {false}
+   */
+  resumable?: boolean;
+  /** How long a kept prefix stays, in ms. Default a day. */
+  resumeWindowMs?: number;
+  /** Most prefixes kept at once. Default 100. */
+  resumeMaxCount?: number;
+  /** Most bytes kept in prefixes. Default 8 GiB. */
+  resumeMaxBytes?: number;
   /** Called once per numbered connection when it ends: the place for what follows a commit. */
   onUpload?: (outcome: UploadOutcome) => void;
   /** Called with operational messages (accept failures, refusals, repairs). */
@@ -73,6 +92,7 @@ export class AccioServer {
     this.addr = listener.addr;
     this.directory = directory;
     this.#session = sessionSettings(options);
+    const { resumeStore } = this.#session;
     this.#onUpload = options.onUpload ?? (() => {});
     this.#onLog = options.onLog ?? (() => {});
     this.#loop = new AcceptLoop(listener, {
@@ -80,7 +100,10 @@ export class AccioServer {
       handle: (conn, context) => this.#serve(conn, context),
       onLog: options.onLog,
     });
-    this.finished = this.#loop.finished.finally(() => directory.close());
+    this.finished = this.#loop.finished.finally(() => {
+      resumeStore?.close();
+      directory.close();
+    });
   }
 
   /**
@@ -90,19 +113,23 @@ export class AccioServer {
    */
   static async start(options: ServerOptions): Promise<AccioServer> {
     const report: OpenReport = { recovered: [] };
+    const allowNames = Boolean(options.allowNames || options.resumable);
     const directory = await UploadDirectory.open(options.directory, report, {
-      names: options.allowNames,
+      names: allowNames,
       numbers: options.numbers,
     });
     let listener: Deno.TcpListener;
+    let resumeStore: ResumeStore | undefined;
     try {
+      resumeStore = options.resumable ? await openResumeStore(options) : undefined;
       listener = listenAll(options.port, options.hostname);
     } catch (error) {
+      resumeStore?.close();
       directory.close();
       throw error;
     }
     logRepairs(report, options.onLog ?? (() => {}));
-    return new AccioServer(listener, directory, options);
+    return new AccioServer(listener, directory, { ...options, allowNames, resumeStore });
   }
 
   /** Uploads in progress (a connection whose upload has ended, lingering on its close, is not one). */
@@ -147,6 +174,16 @@ export class AccioServer {
     context.release();
     await end.closed;
   }
+}
+
+/** The kept prefixes of `--resumable`, inside the upload directory. */
+function openResumeStore(options: ServerOptions): Promise<ResumeStore> {
+  return ResumeStore.open(options.directory, {
+    windowMs: options.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS,
+    maxCount: options.resumeMaxCount ?? DEFAULT_RESUME_MAX_COUNT,
+    maxBytes: options.resumeMaxBytes ?? DEFAULT_RESUME_MAX_BYTES,
+    onLog: options.onLog,
+  });
 }
 
 /** Says what the start-up repair of the directory found. */

@@ -15,7 +15,8 @@
  * 3. its bytes go through {@link StoredUpload.write};
  * 4. it ends with exactly one of {@link StoredUpload.commit} (complete,
  *    durable, visible) or {@link StoredUpload.fail} (recorded as `ERROR`
- *    under its number).
+ *    under its number), or, for a {@link RetryableUpload}, `discard` (found
+ *    stored already) or `failKeeping` (`ERROR`, its data kept to resume).
  *
  * @example
  * ```ts
@@ -35,6 +36,7 @@
  * @module
  */
 import type { ByteSink } from "./receiver.ts";
+import type { PrepareOptions } from "./upload_name.ts";
 
 /** Where uploads are created. */
 export interface Store {
@@ -62,7 +64,7 @@ export interface StoredUpload extends ByteSink {
    *
    * @throws {ProtocolError} when the name is refused; {FileError} when it cannot be prepared.
    */
-  useName(segments: readonly string[]): Promise<string>;
+  useName(segments: readonly string[], options?: PrepareOptions): Promise<string>;
   /** Appends `chunk`; the buffer may be reused once the promise settles. */
   write(chunk: Uint8Array): Promise<void>;
   /** Makes the upload durable and visible. On failure, {@link fail} still ends it. */
@@ -72,6 +74,31 @@ export interface StoredUpload extends ByteSink {
    * already committed; returns why `ERROR` could not be recorded, if so.
    */
   fail(): Promise<string | undefined>;
+}
+
+/**
+ * What a store offers for uploads that may be retries (named, verified:
+ * `retry_session.ts`). A store without them serves such uploads like any
+ * other: no idempotent `ok`, nothing kept to resume.
+ */
+export interface RetryableUpload extends StoredUpload {
+  /** What the name already is, when {@link StoredUpload.useName} was allowed to find it existing. */
+  readonly existing: { isFile: boolean; size: number } | undefined;
+  /** Whether the name holds exactly `length` bytes with SHA-256 `sha256`. */
+  holds(length: number, sha256: string): Promise<boolean>;
+  /** Ends the upload without a file of its own: its name already holds it, so that file is its number's. */
+  discard(): Promise<void>;
+  /** Goes on from a kept prefix at `path` (taken over); returns its length. */
+  adopt(path: string): Promise<number>;
+  /** Records `ERROR` like {@link StoredUpload.fail}, and keeps the data at `path` for a later attempt. */
+  failKeeping(path: string): Promise<string | undefined>;
+}
+
+/** Whether `upload` offers {@link RetryableUpload}'s methods. */
+export function offersRetries(upload: StoredUpload): upload is RetryableUpload {
+  const candidate = upload as Partial<RetryableUpload>;
+  return typeof candidate.holds === "function" && typeof candidate.adopt === "function" &&
+    typeof candidate.discard === "function" && typeof candidate.failKeeping === "function";
 }
 
 /**

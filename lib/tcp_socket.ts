@@ -38,7 +38,8 @@ function translate(error: unknown): Error {
   const code = (error as { code?: string }).code;
   const message = error instanceof Error ? error.message : String(error);
   const options = { cause: error };
-  if (code === "ECONNRESET") return new Deno.errors.ConnectionReset(message, options);
+  // ECANCELED: a write still queued when the socket was destroyed, by a reset whose error is not out yet.
+  if (code === "ECONNRESET" || code === "ECANCELED") return new Deno.errors.ConnectionReset(message, options);
   if (code === "EPIPE") return new Deno.errors.BrokenPipe(message, options);
   if (code === "ECONNREFUSED") return new Deno.errors.ConnectionRefused(message, options);
   return error instanceof Error ? error : new Error(message);
@@ -121,7 +122,10 @@ export class TcpSocket implements Socket {
   write(data: Uint8Array): Promise<number> {
     if (this.#failure) return Promise.reject(this.#failure);
     return new Promise((resolve, reject) => {
-      this.#socket.write(data, (error) => error ? reject(translate(error)) : resolve(data.length));
+      this.#socket.write(
+        data,
+        (error) => error ? reject(this.#failure ?? translate(error)) : resolve(data.length),
+      );
     });
   }
 

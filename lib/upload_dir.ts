@@ -35,8 +35,9 @@
 import { type DirectoryLock, lockDirectory } from "./dir_lock.ts";
 import { describeError, FileError } from "./errors.ts";
 import { HeldDirectory } from "./held_dir.ts";
-import { LocalNumbers, type NumberSource, type Store, type StoredUpload } from "./store.ts";
-import { type NamedTarget, NUMBERED_NAME, prepareNamedTarget } from "./upload_name.ts";
+import { isStored } from "./idempotent.ts";
+import { LocalNumbers, type NumberSource, type RetryableUpload, type Store } from "./store.ts";
+import { type NamedTarget, NUMBERED_NAME, prepareNamedTarget, type PrepareOptions } from "./upload_name.ts";
 
 /** The exact content of a failed upload's file. */
 export const ERROR_CONTENT: Uint8Array = new TextEncoder().encode("ERROR");
@@ -49,6 +50,11 @@ const PART_NAME = /^\.([0-9]+)\.file\.part$/;
 const SCRATCH_PREFIX = ".accio-";
 /** Not scratch, though it shares the prefix: the forwarder's durable state (lib/forward_state.ts). */
 const FORWARD_STATE = ".accio-forward";
+/**
+ * The directory of kept prefixes (`server --resumable`, see `resume_store.ts`):
+ * the one `.accio-*` entry that start-up leaves alone.
+ */
+export const RESUME_DIR = ".accio-resume";
 
 /**
  * The record of the highest number that left the visible scan (a named
@@ -347,7 +353,11 @@ async function scanAndRepair(path: string, report: OpenReport, problem: Problem)
       const part = PART_NAME.exec(entry.name);
       if (final) lastId = Math.max(lastId, await numberHeld(path, entry.name, BigInt(final[1]), problem));
       if (part) parts.push({ name: entry.name, id: BigInt(part[1]) });
-      if (entry.name.startsWith(SCRATCH_PREFIX) && entry.name !== FORWARD_STATE) scratch.push(entry.name);
+      if (
+        entry.name.startsWith(SCRATCH_PREFIX) && entry.name !== FORWARD_STATE && entry.name !== RESUME_DIR
+      ) {
+        scratch.push(entry.name);
+      }
     }
   } catch (error) {
     if (error instanceof FileError) throw error;
@@ -446,7 +456,7 @@ async function writeFully(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
 }
 
 /** One upload in progress. Ends with exactly one of {@link commit} or {@link fail}. */
-export class UploadFile implements StoredUpload {
+export class UploadFile implements RetryableUpload {
   /** The upload's number. */
   readonly id: number;
   /** Where the upload becomes visible, unless it is named. */
@@ -480,11 +490,93 @@ export class UploadFile implements StoredUpload {
    *
    * @throws {ProtocolError} when the name is refused; {FileError} when its directories cannot be made.
    */
-  async useName(segments: readonly string[]): Promise<string> {
+  async useName(segments: readonly string[], options: PrepareOptions = {}): Promise<string> {
     if (!this.#place.root) throw new FileError("named uploads are not enabled on this directory");
     this.#target?.release();
-    this.#target = await prepareNamedTarget(this.#place.root, segments);
+    this.#target = await prepareNamedTarget(this.#place.root, segments, options);
     return this.#target.path;
+  }
+
+  /** What the name already is (not followed), when {@link useName} was allowed to find it existing. */
+  get existing(): Deno.FileInfo | undefined {
+    return this.#target?.existing;
+  }
+
+  /** Whether the name holds a regular file of exactly `length` bytes with SHA-256 `sha256`. */
+  holds(length: number, sha256: string): Promise<boolean> {
+    return this.#target ? isStored(this.#target, length, sha256) : Promise.resolve(false);
+  }
+
+  /**
+   * Ends the upload without a file of its own: the number is recorded as
+   * used (no `N.file` will show it), the temporary file goes, and nothing is
+   * published. For a retry whose file was found already stored at its name:
+   * that file is this number's too.
+   *
+   * @throws {FileError} when the number cannot be recorded (then {@link fail} still ends it).
+   */
+  async discard(): Promise<void> {
+    if (this.#published) throw new FileError("upload already finished");
+    await this.#place.recordGone?.(this.id);
+    this.#published = true; // nothing of it may be written any more
+    await removeQuietly(this.#place.temporaryPath);
+    this.#release();
+  }
+
+  /**
+   * Goes on from a kept prefix: `prefixPath`, a regular file with no other
+   * name in the upload directory's tree, replaces this upload's temporary
+   * file (still empty), and writes go on after its end. Returns its size.
+   *
+   * @throws {FileError} when data was written already, or the prefix cannot be taken over.
+   */
+  async adopt(prefixPath: string): Promise<number> {
+    if (!this.#file || this.#published || this.#bytes > 0) throw new FileError("upload already has data");
+    const info = await Deno.lstat(prefixPath);
+    if (!info.isFile || (info.nlink ?? 1) !== 1) throw new FileError(`${prefixPath} is not a kept prefix`);
+    await Deno.rename(prefixPath, this.#place.temporaryPath);
+    const empty = this.#file;
+    try {
+      // Not O_APPEND: fail() writes ERROR at the start.
+      this.#file = await Deno.open(this.#place.temporaryPath, { write: true });
+      await this.#file.seek(0, Deno.SeekMode.End);
+    } catch (error) {
+      // The name is the prefix's now: never publish it as this upload's ERROR.
+      this.#detached = true;
+      await removeQuietly(this.#place.temporaryPath);
+      throw new FileError(`cannot reopen ${this.#place.temporaryPath}: ${describeError(error)}`);
+    } finally {
+      empty.close();
+    }
+    this.#bytes = info.size;
+    return info.size;
+  }
+
+  /**
+   * Fails like {@link fail}, but keeps the data for a later attempt: `N.file`
+   * = `ERROR` is recorded first (in a new file), then the flushed temporary
+   * file is renamed to `dest`. A kill in between loses the data, never the
+   * record. Returns what {@link fail} returns.
+   */
+  async failKeeping(dest: string): Promise<string | undefined> {
+    const file = this.#file;
+    if (!file || this.#published || this.#detached) return await this.fail();
+    try {
+      if (this.#bytes < ERROR_CONTENT.length) await file.truncate(this.#bytes); // the reservation's tail
+      await file.syncData();
+      await recordError(this.#place.directory, this.id);
+    } catch {
+      return await this.fail();
+    }
+    try {
+      await Deno.rename(this.#place.temporaryPath, dest);
+      return undefined;
+    } catch (error) {
+      await removeQuietly(this.#place.temporaryPath);
+      return `could not keep the received data: ${describeError(error)}`;
+    } finally {
+      this.#release();
+    }
   }
 
   /** Appends `chunk` to the temporary file. */

@@ -77,8 +77,20 @@ export interface NamedTarget {
   leaf: string;
   /** The full path, as the log shows it. */
   path: string;
+  /** What the name already is (not followed), when {@link PrepareOptions.allowExisting} let it be. */
+  existing?: Deno.FileInfo;
   /** Releases `dir` (never the root it came from). */
   release(): void;
+}
+
+/** Options of {@link prepareNamedTarget}. */
+export interface PrepareOptions {
+  /**
+   * Hand back a name that exists (with {@link NamedTarget.existing}) instead
+   * of refusing it: a retry may find its own upload there. Publishing over it
+   * is refused all the same. Default false.
+   */
+  allowExisting?: boolean;
 }
 
 /**
@@ -92,6 +104,7 @@ export interface NamedTarget {
 export async function prepareNamedTarget(
   root: HeldDirectory,
   segments: readonly string[],
+  { allowExisting = false }: PrepareOptions = {},
 ): Promise<NamedTarget> {
   const refuse = (why: string) =>
     new ProtocolError(`refused name ${JSON.stringify(segments.join("/"))}: ${why}`);
@@ -106,17 +119,19 @@ export async function prepareNamedTarget(
     }
     if (!(await dir.isInside())) throw refuse("resolves outside the upload directory");
     const leaf = segments.at(-1)!;
+    let existing: Deno.FileInfo | undefined;
     try {
-      await Deno.lstat(dir.entry(leaf));
-      throw refuse("already exists (never overwritten)");
+      existing = await Deno.lstat(dir.entry(leaf));
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
+    if (existing && !allowExisting) throw refuse("already exists (never overwritten)");
     const held = dir;
     return {
       dir,
       leaf,
       path: `${dir.path}/${leaf}`,
+      existing,
       release: () => {
         if (held !== root) held.close();
       },

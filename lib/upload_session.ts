@@ -6,10 +6,11 @@
  * admit    the gates, before any number (PROXY header, TLS, disk mark, ...)
  * number   Store.createNext: from here the connection ends as exactly one file
  * greet    accio\r\n and the handshake the client chose
- * headers  the extension headers, and the name they ask for
+ * headers  the extension headers, the name they ask for; for a named,
+ *          verified upload what a retry finds (`retry_session.ts`)
  * receive  the file bytes into the store (hashed when asked to)
  * verify   shutdown, the announced length and SHA-256
- * commit   the store makes it durable and visible, or
+ * commit   the store makes it durable and visible (for a retry: or finds it stored), or
  * fail     the store records ERROR, and the client gets `error <reason>`
  * answer   `ok` where the client asked for a receipt, then the close
  * ```
@@ -45,6 +46,8 @@ import { LINGER_MS, ServerConn, SHUTDOWN_LINGER_MS } from "./server_conn.ts";
 import { closeQuietly, writeAll } from "./socket_io.ts";
 import type { Store, StoredUpload } from "./store.ts";
 import { checkName } from "./upload_name.ts";
+import type { ResumeStore } from "./resume_store.ts";
+import { ALREADY_STORED, RetrySession } from "./retry_session.ts";
 
 /** A new connection, before it has a number. */
 export interface Arrival {
@@ -116,6 +119,13 @@ export interface SessionOptions {
    * @default {[]}
    */
   gates?: readonly Gate[];
+  /**
+   * Where broken named, verified uploads are kept for `resume: yes`
+   * (`server --resumable`); `null` keeps none.
+   *
+   * @default {null}
+   */
+  resumeStore?: ResumeStore | null;
 }
 
 /** {@link SessionOptions} with every default applied. */
@@ -140,6 +150,7 @@ export function sessionSettings(options: SessionOptions): SessionSettings {
     allowNames: options.allowNames ?? false,
     hashUploads: options.hashUploads ?? false,
     gates: options.gates ?? [],
+    resumeStore: options.resumeStore ?? null,
   };
 }
 
@@ -153,7 +164,7 @@ export interface UploadOutcome {
   file: string;
   /** `saved`: complete file; `error`: the file holds `ERROR`. */
   outcome: "saved" | "error";
-  /** Why it failed, for `error`. */
+  /** Why it failed, for `error`; for `saved`, set only for a retry found already stored. */
   reason?: string;
   /** File bytes received (for `error`, those stored before it failed). */
   bytes: number;
@@ -217,6 +228,12 @@ interface Session {
   wantsReceipt: boolean;
   handshake?: "single" | "double";
   received: number;
+  /** All the file's bytes arrived (a failure after that keeps no prefix). */
+  arrived: boolean;
+  /** A named, verified upload: what a retry may find (`retry_session.ts`). */
+  retry?: RetrySession;
+  /** The file's length, the bytes a resumed upload's server held included. */
+  bytes: number;
 }
 
 /**
@@ -283,6 +300,8 @@ function numbered(arrival: Arrival, upload: StoredUpload): Session {
     headers: {},
     wantsReceipt: false,
     received: 0,
+    arrived: false,
+    bytes: 0,
   };
 }
 
@@ -297,13 +316,18 @@ async function serveUpload(
   try {
     await receive(session, settings);
     verify(session, stop);
-    await session.upload.commit();
+    const published = session.retry
+      ? await session.retry.publish()
+      : (await session.upload.commit(), "stored");
+    session.retry?.release();
     await answer(session);
-    const outcome = outcomeOf(session, "saved", session.received, { sha256: session.sha256 });
+    const reason = published === "already-stored" ? ALREADY_STORED : undefined;
+    const outcome = outcomeOf(session, "saved", session.bytes, { sha256: session.sha256, reason });
     return { numbered: true, outcome, closed: Promise.resolve() };
   } catch (error) {
     return await fail(session, error, settings, stop);
   } finally {
+    session.retry?.release();
     stop.removeEventListener("abort", abort);
   }
 }
@@ -318,27 +342,41 @@ async function receive(session: Session, settings: SessionSettings): Promise<voi
     allowHeaderLines: allowHeaders || allowNames,
   });
   session.handshake = handshake.kind;
-  await readHeaders(session, handshake.headerLines, settings);
+  await readHeaders(session, handshake.headerLines, settings, handshake.data.length);
   session.received = await receiveFile(session.conn, handshake, session.sink, {
     timeoutMs,
     maxBytes: settings.maxUploadBytes,
   });
+  session.arrived = true;
 }
 
-/** Takes the extension headers, before any file byte is stored: the name, and whether to hash. */
-async function readHeaders(session: Session, lines: Uint8Array[], settings: SessionSettings): Promise<void> {
+/**
+ * Takes the extension headers, before any file byte is stored: the name,
+ * what a retry finds (a stored file, a kept prefix: `early` file bytes must
+ * not come before a resume offset), and whether to hash.
+ */
+async function readHeaders(
+  session: Session,
+  lines: Uint8Array[],
+  settings: SessionSettings,
+  early: number,
+): Promise<void> {
   session.wantsReceipt = lines.length > 0;
   session.headers = parseHeaders(lines);
   const { name, sha256 } = session.headers;
+  const retry = session.retry = RetrySession.for(session.headers, settings.resumeStore ?? undefined);
   if (name !== undefined) {
     if (!settings.allowNames) throw new ProtocolError("named uploads are not enabled on this server");
-    session.file = await session.upload.useName(checkName(name));
+    session.file = await session.upload.useName(checkName(name), { allowExisting: retry !== undefined });
   }
-  if (settings.hashUploads || sha256 !== undefined) hashAsReceived(session);
+  const context = { earlyBytes: early, timeoutMs: settings.idleTimeoutMs, maxBytes: settings.maxUploadBytes };
+  const prefix = await retry?.begin(session.upload, session.conn.conn, context);
+  if (settings.hashUploads || sha256 !== undefined) hashAsReceived(session, prefix);
 }
 
-function hashAsReceived(session: Session): void {
-  const hash = createHash("sha256");
+/** Hashes the file bytes on their way to the store, after `prefix` (the part a resumed upload's server held). */
+function hashAsReceived(session: Session, prefix?: Hash): void {
+  const hash = prefix ?? createHash("sha256");
   const { upload } = session;
   session.hash = hash;
   session.sink = {
@@ -353,12 +391,16 @@ function hashAsReceived(session: Session): void {
 function verify(session: Session, stop: AbortSignal): void {
   // A shutdown that came as the last bytes did: the upload is cut off like the others.
   if (stop.aborted) throw new AccioError(SHUTDOWN_REASON);
-  const { headers, received } = session;
+  const { headers, retry } = session;
+  // A resumed upload counts, and its hash covers, the prefix its server held (read back from disk).
+  const bytes = session.bytes = (retry?.offset ?? 0) + session.received;
   session.sha256 = session.hash?.digest("hex");
-  if (headers.length !== undefined && headers.length !== received) {
-    throw new ProtocolError(`received ${received} bytes, but the client announced ${headers.length}`);
+  if (headers.length !== undefined && headers.length !== bytes) {
+    throw new ProtocolError(`received ${bytes} bytes, but the client announced ${headers.length}`);
   }
-  if (headers.sha256 !== undefined && headers.sha256 !== session.sha256) {
+  // The name already held the whole file, and no byte came: the retry checks the stored one.
+  if (retry?.checksReceivedBytes === false) session.sha256 = headers.sha256;
+  else if (headers.sha256 !== undefined && headers.sha256 !== session.sha256) {
     throw new ProtocolError("SHA-256 of the received bytes differs from the one the client announced");
   }
 }
@@ -386,7 +428,8 @@ async function fail(
   const lingerMs = Math.min(stop.aborted ? SHUTDOWN_LINGER_MS : LINGER_MS, settings.idleTimeoutMs);
   const closed = session.conn.refuse(reason, lingerMs, stop);
   session.file = session.upload.finalPath;
-  const failure = await session.upload.fail();
+  // Cut off while its data arrived (not refused, not found wrong): the prefix of a retry may be kept.
+  const failure = session.retry ? await session.retry.fail(!session.arrived) : await session.upload.fail();
   const outcome = outcomeOf(session, "error", session.upload.bytes, {
     reason: failure ? `${reason}; ${failure}` : reason,
   });

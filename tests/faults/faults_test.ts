@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import net from "node:net";
-import { listDir, tempDir } from "../support/files.ts";
+import { listDir, sha256, tempDir } from "../support/files.ts";
 import {
   runClient,
   type RunningServer,
@@ -34,6 +34,7 @@ import {
   verify,
 } from "./harness.ts";
 import { raceSwapper, startHeldServer } from "../swap_race.ts";
+import { Relay } from "../../lib/flaky_link.ts";
 
 const canUnshare = await canUnshareMounts();
 
@@ -918,6 +919,57 @@ Deno.test({
     });
     assert.ok(perPeer <= 128, `server RSS grew by ${perPeer.toFixed(1)} KiB per trickling peer`);
   },
+});
+
+Deno.test("fault: a flaky link cuts named, verified uploads at random points; --resume --retries", async () => {
+  const MiB = 1024 * 1024;
+  await using server = await startServer("server", { extra: ["--resumable"] });
+  const work = await tempDir();
+  const count = 12;
+  const seed = Date.now() % 100_000;
+  let state = seed || 1;
+  const random = () => (state = (state * 48271) % 2147483647) / 2147483647;
+  const cuts = Array.from({ length: 30 }, () => 64 * 1024 + Math.floor(random() * 1.5 * MiB));
+  const sources: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const path = `${work}/node-${i}.bin`;
+    await Deno.writeFile(path, uniqueContent(`flaky-${i}`, 2 * MiB + i));
+    sources.push(path);
+  }
+  await using relay = await Relay.start(server.port, { cutAfter: cuts });
+  const args = ["--resume", "--named", "--parallel", "4", "--retries", "40", "--retry-delay", "0.05"];
+  const result = await runClient([...args, "127.0.0.1", String(relay.port), ...sources], 120_000);
+  assert.equal(result.code, 0, `seed ${seed}: ${result.stderr}`);
+  let lost = 0;
+  for (const path of sources) {
+    const name = path.split("/").at(-1)!;
+    const stored = await Deno.readFile(`${server.dir}/${name}`).catch(() => undefined);
+    if (!stored || sha256(stored) !== sha256(await Deno.readFile(path))) lost++;
+  }
+  // Every connection that did not store its file holds ERROR at its number; nothing else is left.
+  const names = await listDir(server.dir);
+  const numbered = names.filter((n) => /^\d+\.file$/.test(n));
+  for (const n of numbered) assert.equal(await Deno.readTextFile(`${server.dir}/${n}`), "ERROR", n);
+  assert.equal(numbered.length + count, relay.connections, "a connection number without its one file");
+  // Besides the kept prefixes' directory, only the server's record of numbers that have no N.file.
+  assert.deepEqual(names.filter((n) => n.startsWith(".") && n !== ".accio.numbers"), [".accio-resume"]);
+  assert.deepEqual(
+    await listDir(`${server.dir}/.accio-resume`),
+    [],
+    "prefixes left after every file was stored",
+  );
+  assert.ok(relay.clientBytes <= 1.5 * count * 2 * MiB, `${relay.clientBytes} bytes sent`);
+  assert.equal(lost, 0);
+  record({
+    scenario: "flaky link: named uploads cut, resumed",
+    connections: relay.connections,
+    faults: relay.cuts,
+    verified: count + numbered.length,
+    lost,
+    crashes: server.proc.exited ? 1 : 0,
+    note: `${count} files, ${(relay.clientBytes / (count * 2 * MiB)).toFixed(2)}x their bytes sent`,
+  });
+  await Deno.remove(work, { recursive: true });
 });
 
 Deno.test({
