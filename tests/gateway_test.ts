@@ -36,7 +36,8 @@ Deno.test("named upload: client --name stores into a subdirectory, --named uses 
   assert.equal(await Deno.readTextFile(`${server.dir}/data.csv`), "t,21.5\n");
   assert.deepEqual(
     await listDir(server.dir),
-    ["data.csv", "floor2"],
+    // .accio.numbers: the record that keeps named uploads' numbers across a restart (README, Reliability)
+    [".accio.numbers", "data.csv", "floor2"],
     "a named upload also left a numbered file",
   );
 });
