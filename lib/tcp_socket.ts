@@ -45,6 +45,26 @@ function translate(error: unknown): Error {
   return error instanceof Error ? error : new Error(message);
 }
 
+/**
+ * Aborts a `node:net` socket with a TCP reset (`resetAndDestroy`), or at
+ * least destroys it where the reset cannot be sent.
+ *
+ * @example
+ * ```ts
+ * import net from "node:net";
+ * import { resetSocket } from "./tcp_socket.ts";
+ * resetSocket(net.connect(5000, "127.0.0.1"));
+ * ```
+ */
+export function resetSocket(socket: net.Socket): void {
+  if (socket.destroyed) return;
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy();
+  }
+}
+
 /** A connected TCP socket: reads, writes, half-close, reset. One read at a time. */
 export class TcpSocket implements Socket {
   readonly #socket: net.Socket;
@@ -145,12 +165,7 @@ export class TcpSocket implements Socket {
 
   /** Aborts the connection with a reset: the peer sees ECONNRESET, never a clean end. */
   reset(): void {
-    if (this.#socket.destroyed) return;
-    try {
-      this.#socket.resetAndDestroy();
-    } catch {
-      this.#socket.destroy();
-    }
+    resetSocket(this.#socket);
   }
 
   /**

@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import { readSmallTextFile } from "./small_file.ts";
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { describeError, FileError } from "./errors.ts";
 
@@ -56,24 +57,7 @@ interface PemFile {
 }
 
 async function readPem(path: string, what: string): Promise<PemFile> {
-  let info: Deno.FileInfo;
-  let text: string;
-  try {
-    info = await Deno.stat(path);
-    if (!info.isFile) throw new FileError(`TLS ${what} file "${path}" is not a regular file`);
-    if (info.size > MAX_PEM_BYTES) {
-      throw new FileError(`TLS ${what} file "${path}" is larger than ${MAX_PEM_BYTES} bytes: not a PEM file`);
-    }
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof FileError) throw error;
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : describeError(error);
-    throw new FileError(`cannot read TLS ${what} file "${path}": ${reason}`, { cause: error });
-  }
+  const { text, info } = await readSmallTextFile(path, `TLS ${what} file`, MAX_PEM_BYTES);
   return { text, mode: info.mode };
 }
 

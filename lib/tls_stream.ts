@@ -27,6 +27,7 @@ import type net from "node:net";
 import { Duplex } from "node:stream";
 import type tls from "node:tls";
 import type { Socket } from "./socket_io.ts";
+import { resetSocket } from "./tcp_socket.ts";
 
 /** Received bytes held before the stream stops reading. */
 const QUEUE_LIMIT = 256 * 1024;
@@ -128,12 +129,7 @@ class NetCarrier extends CarrierState implements Carrier {
   }
 
   abort(): void {
-    if (this.#socket.destroyed) return;
-    try {
-      this.#socket.resetAndDestroy();
-    } catch {
-      this.#socket.destroy();
-    }
+    resetSocket(this.#socket);
   }
 
   close(): void {

@@ -22,9 +22,10 @@
  * ```
  * @module
  */
+import { readSmallTextFile, type SmallTextFile } from "./small_file.ts";
 import { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
-import { describeError, FileError, ProtocolError, UsageError } from "./errors.ts";
+import { FileError, ProtocolError, UsageError } from "./errors.ts";
 import { checkName } from "./upload_name.ts";
 
 /** The header key of the double handshake that carries the token: `token: <token>`. */
@@ -166,23 +167,8 @@ export class TokenTable {
   }
 }
 
-async function readSmallFile(path: string, what: string): Promise<{ text: string; info: Deno.FileInfo }> {
-  try {
-    const info = await Deno.stat(path);
-    if (!info.isFile) throw new FileError(`${what} "${path}" is not a regular file`);
-    if (info.size > MAX_TOKENS_FILE_BYTES) {
-      throw new FileError(`${what} "${path}" is larger than ${MAX_TOKENS_FILE_BYTES} bytes`);
-    }
-    return { text: await Deno.readTextFile(path), info };
-  } catch (error) {
-    if (error instanceof FileError) throw error;
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : describeError(error);
-    throw new FileError(`cannot read ${what} "${path}": ${reason}`, { cause: error });
-  }
+function readSmallFile(path: string, what: string): Promise<SmallTextFile> {
+  return readSmallTextFile(path, what, MAX_TOKENS_FILE_BYTES);
 }
 
 /** The server's tokens file: loaded once, {@link TokenFile.reload}ed on SIGHUP. *
