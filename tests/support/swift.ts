@@ -258,12 +258,13 @@ export class SwiftStore implements AsyncDisposable {
           return false;
         }
       },
-      60_000,
+      // Seen taking over a minute when the whole suite runs in parallel on two cores.
+      180_000,
       "Swift to answer S3 requests",
     );
   }
 
-  /** Creates a bucket (S3 PUT bucket), retrying while a backend still starts (503), for 30 s at most. */
+  /** Creates a bucket (S3 PUT bucket), retrying while a backend still starts (503), for 90 s at most. */
   async createBucket(name: string): Promise<void> {
     let last = "";
     await waitFor(
@@ -274,7 +275,7 @@ export class SwiftStore implements AsyncDisposable {
         if (response.status !== 503) throw new Error(`cannot create bucket ${name}: ${last}`);
         return false;
       },
-      30_000,
+      90_000,
       `bucket ${name} to be created (last answer: ${last})`,
     );
   }
