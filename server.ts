@@ -144,18 +144,12 @@ await runCommand(spec, Deno.args, async (parsed) => {
 async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): Promise<number> {
   const port = parsePort(portText);
   const directory = await instanceDirectory(fileDir, values.instance);
-  const metricsPort = values["metrics-port"] === undefined
-    ? undefined
-    : parsePort(String(values["metrics-port"]));
+  const metricsPort = optionalPort(values["metrics-port"]);
   const flags = forwardFlags(values);
   const log = values.quiet ? () => {} : (line: string) => stderr.write(`server: ${line}`);
   surviveUncaughtErrors(log);
   const started: { server?: AccioServer } = {};
-  // Installed before the directory is opened: a stop during the start-up repair (kill-safe) exits 0 at once.
-  onStopSignals({
-    graceful: () => started.server ? drain(started.server, log) : stopDuringStart(log),
-    immediate: () => started.server ? started.server.close() : stopDuringStart(log),
-  });
+  installStopSignals(started, log);
   const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
   const forwarding = flags && await Forwarding.prepare(flags, directory);
   const metrics = metricsPort === undefined
@@ -177,11 +171,7 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
   const source = metrics && { render: () => metrics.render() + (forwarding?.render() ?? "") };
   const metricsServer = source && await startMetrics(server, source, metricsPort!, values, log);
   const forwarded = forwarding && await startForwarding(forwarding, server, log, uploadLog);
-  log(
-    `listening on ${formatAddress(server.addr)}, saving to ${directory} from ${
-      server.directory.lastId + 1
-    }.file`,
-  );
+  logListening(server, directory, log);
   surviveFileSizeLimit();
   await server.finished;
   await forwarding?.stop();
@@ -197,6 +187,31 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
  * uploads are already accepted (an unreachable store only waits); `refused` settles to the store's
  * refusal (wrong credentials, no bucket), after which the server stops.
  */
+/**
+ * Stops on SIGINT/SIGTERM: draining the server once `started` holds it, else at once. Installed before the
+ * directory is opened: a stop during the start-up repair (kill-safe) exits 0 at once.
+ */
+function installStopSignals(started: { server?: AccioServer }, log: (line: string) => void): void {
+  onStopSignals({
+    graceful: () => started.server ? drain(started.server, log) : stopDuringStart(log),
+    immediate: () => started.server ? started.server.close() : stopDuringStart(log),
+  });
+}
+
+/** A port option's value, if given. */
+function optionalPort(value: string | boolean | undefined): number | undefined {
+  return value === undefined ? undefined : parsePort(String(value));
+}
+
+/** The start-up line: where the server listens, and the first number it hands out. */
+function logListening(server: AccioServer, directory: string, log: (line: string) => void): void {
+  log(
+    `listening on ${formatAddress(server.addr)}, saving to ${directory} from ${
+      server.directory.lastId + 1
+    }.file`,
+  );
+}
+
 async function startForwarding(
   forwarding: Forwarding,
   server: AccioServer,

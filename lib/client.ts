@@ -144,6 +144,53 @@ function startsWithConfirm(head: Uint8Array): boolean {
   return head.length === CONFIRM.length && head.every((byte, i) => byte === CONFIRM[i]);
 }
 
+/** The handshake and header lines for the file of `options`, read from `source`. */
+async function planUpload(
+  options: UploadOptions,
+  source: UploadSource,
+): Promise<{ mode: ClientHandshakeMode; headerLines: string[]; sha256?: string }> {
+  const { path, name, handshake, resume } = options;
+  const headers: UploadHeaders = { name, resume };
+  if (options.verify || resume) {
+    const size = source.size;
+    if (size === undefined) throw new FileError(`cannot verify "${path}": not a regular file`);
+    headers.length = size;
+    headers.sha256 = options.sha256 ?? await fileSha256(path, {
+      onProgress: (hashed) => options.onHashProgress?.(hashed, size),
+      signal: options.signal,
+    });
+  }
+  const headerLines = formatHeaders(headers);
+  if (headerLines.length > 0) return { mode: "double", headerLines, sha256: headers.sha256 };
+  if (!startsWithConfirm(source.head)) return { mode: handshake ?? "single", headerLines };
+  if (handshake === "single") {
+    throw new UsageError(
+      `cannot send "${path}" with --handshake single: it begins with "confirm-accio\\r\\n", which a server ` +
+        `detecting the handshake takes for a double handshake; use --handshake double ` +
+        `(or no --handshake: the client then picks double for such a file)`,
+    );
+  }
+  return { mode: "double", headerLines };
+}
+
+/**
+ * The error a failed send ends with. The server's own words win: after it
+ * spoke, and also when the send failed first (its reset can overtake the
+ * line it sent just before).
+ */
+async function sendFailure(
+  error: unknown,
+  reply: ReplyWatcher,
+  { receipt, spoke, timeoutMs }: { receipt: boolean; spoke: boolean; timeoutMs: number },
+): Promise<unknown> {
+  const waitMs = spoke ? timeoutMs : Math.min(timeoutMs, 1_000);
+  const settled = await settlesWithin(reply.done, waitMs);
+  const { state } = reply;
+  if (!spoke && state.bytes.length === 0) return error;
+  const judged = judgeReply(state, { receipt, finished: false, timedOutMs: settled ? undefined : waitMs });
+  return judged ?? error;
+}
+
 /** One upload in progress. */
 class Upload {
   readonly #options: UploadOptions;
@@ -175,7 +222,7 @@ class Upload {
     checkUploadOptions(options);
     const source = options.source ?? await openSource(options.path, CONFIRM.length);
     try {
-      const { mode, headerLines, sha256 } = await this.#plan(source);
+      const { mode, headerLines, sha256 } = await planUpload(options, source);
       if (this.#interruptedAt) throw new Error("interrupted");
       const socket = await connectWithin(options.hostname, options.port, this.#timeoutMs);
       this.#socket = socket;
@@ -203,34 +250,6 @@ class Upload {
     const offset = await readOffsetLine(socket, this.#timeoutMs, source.size ?? 0);
     await source.seek(offset);
     return offset;
-  }
-
-  /** The handshake and header lines for this file. */
-  async #plan(
-    source: UploadSource,
-  ): Promise<{ mode: ClientHandshakeMode; headerLines: string[]; sha256?: string }> {
-    const { path, name, handshake, resume } = this.#options;
-    const headers: UploadHeaders = { name, resume };
-    if (this.#options.verify || resume) {
-      const size = source.size;
-      if (size === undefined) throw new FileError(`cannot verify "${path}": not a regular file`);
-      headers.length = size;
-      headers.sha256 = this.#options.sha256 ?? await fileSha256(path, {
-        onProgress: (hashed) => this.#options.onHashProgress?.(hashed, size),
-        signal: this.#options.signal,
-      });
-    }
-    const headerLines = formatHeaders(headers);
-    if (headerLines.length > 0) return { mode: "double", headerLines, sha256: headers.sha256 };
-    if (!startsWithConfirm(source.head)) return { mode: handshake ?? "single", headerLines };
-    if (handshake === "single") {
-      throw new UsageError(
-        `cannot send "${path}" with --handshake single: it begins with "confirm-accio\\r\\n", which a server ` +
-          `detecting the handshake takes for a double handshake; use --handshake double ` +
-          `(or no --handshake: the client then picks double for such a file)`,
-      );
-    }
-    return { mode: "double", headerLines };
   }
 
   /** Streams the file and half-closes; stops at once when the server speaks first. */
@@ -265,28 +284,13 @@ class Upload {
       });
       return bytes;
     } catch (error) {
-      throw await this.#sendFailure(error, reply, receipt, error === SERVER_SPOKE);
+      if (error instanceof FileError || this.#interruptedAt) throw error;
+      throw await sendFailure(error, reply, {
+        receipt,
+        spoke: error === SERVER_SPOKE,
+        timeoutMs: this.#timeoutMs,
+      });
     }
-  }
-
-  /**
-   * The error a failed send ends with. The server's own words win: after it
-   * spoke, and also when the send failed first (its reset can overtake the
-   * line it sent just before).
-   */
-  async #sendFailure(
-    error: unknown,
-    reply: ReplyWatcher,
-    receipt: boolean,
-    spoke: boolean,
-  ): Promise<unknown> {
-    if (error instanceof FileError || this.#interruptedAt) return error;
-    const waitMs = spoke ? this.#timeoutMs : Math.min(this.#timeoutMs, 1_000);
-    const settled = await settlesWithin(reply.done, waitMs);
-    const { state } = reply;
-    if (!spoke && state.bytes.length === 0) return error;
-    const judged = judgeReply(state, { receipt, finished: false, timedOutMs: settled ? undefined : waitMs });
-    return judged ?? error;
   }
 
   /** Waits, as a whole within the timeout, for the server's receipt: its clean close, or `ok` and the close. */

@@ -102,7 +102,7 @@ export class Relay implements AsyncDisposable {
     client.on("error", reset);
     server.on("error", reset);
     this.#forwardClient(client, server, { cutAfter, holdAfter, reset });
-    this.#forwardServer(client, server);
+    forwardServer(client, server);
     server.on("connect", () => client.resume());
   }
 
@@ -134,27 +134,9 @@ export class Relay implements AsyncDisposable {
     client.on("end", () => {
       if (this.#dropPending) {
         this.#dropPending = false;
-        this.#dropNextReply(client, server);
+        dropNextReply(client, server, () => this.drops++);
       }
       server.end();
-    });
-  }
-
-  /** Server to client, as it comes. */
-  #forwardServer(client: net.Socket, server: net.Socket): void {
-    server.on("data", (chunk: Uint8Array) => {
-      if (!client.destroyed && !client.write(chunk)) server.pause();
-    });
-    client.on("drain", () => server.resume());
-    server.on("end", () => client.destroyed || client.end());
-  }
-
-  /** The server's next bytes (its reply, after the client's half-close) never arrive: the client is reset. */
-  #dropNextReply(client: net.Socket, server: net.Socket): void {
-    server.prependOnceListener("data", () => {
-      this.drops++;
-      client.resetAndDestroy();
-      server.destroy();
     });
   }
 
@@ -168,4 +150,22 @@ export class Relay implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** Server to client, as it comes. */
+function forwardServer(client: net.Socket, server: net.Socket): void {
+  server.on("data", (chunk: Uint8Array) => {
+    if (!client.destroyed && !client.write(chunk)) server.pause();
+  });
+  client.on("drain", () => server.resume());
+  server.on("end", () => client.destroyed || client.end());
+}
+
+/** The server's next bytes (its reply, after the client's half-close) never arrive: the client is reset. */
+function dropNextReply(client: net.Socket, server: net.Socket, onDrop: () => void): void {
+  server.prependOnceListener("data", () => {
+    onDrop();
+    client.resetAndDestroy();
+    server.destroy();
+  });
 }

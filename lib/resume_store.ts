@@ -68,13 +68,14 @@ export class ResumeStore {
   /** The directory the prefixes are in. */
   readonly path: string;
   readonly #options: ResumeStoreOptions;
-  readonly #entries = new Map<string, Entry>();
+  readonly #entries: Map<string, Entry>;
   readonly #locked = new Set<string>();
   #timer: ReturnType<typeof setInterval> | undefined;
 
-  private constructor(path: string, options: ResumeStoreOptions) {
+  private constructor(path: string, options: ResumeStoreOptions, entries: Map<string, Entry>) {
     this.path = path;
     this.#options = options;
+    this.#entries = entries;
   }
 
   /**
@@ -85,23 +86,12 @@ export class ResumeStore {
    */
   static async open(directory: string, options: ResumeStoreOptions): Promise<ResumeStore> {
     const path = `${directory.replace(/\/+$/, "")}/${RESUME_DIR}`;
-    try {
-      const info = await Deno.lstat(path).catch((error) => {
-        if (error instanceof Deno.errors.NotFound) return undefined;
-        throw error;
-      });
-      if (info === undefined) await Deno.mkdir(path, { mode: 0o700 });
-      else if (!info.isDirectory) throw new Error("it is not a directory (a link or a file is never used)");
-    } catch (error) {
-      throw new FileError(`cannot keep resumable uploads in "${path}": ${describeError(error)}`);
-    }
-    const store = new ResumeStore(path, options);
-    await store.#scan();
+    await makeStoreDirectory(path);
+    const store = new ResumeStore(path, options, await scanKept(path, options.onLog));
     await store.sweep();
     const every = Math.min(60_000, Math.max(500, options.windowMs / 2));
-    const timer = setInterval(() => store.sweep().catch(() => {}), every);
-    Deno.unrefTimer(timer); // a pending sweep never keeps the process alive
-    store.#timer = timer;
+    store.#timer = setInterval(() => store.sweep().catch(() => {}), every);
+    Deno.unrefTimer(store.#timer); // a pending sweep never keeps the process alive
     return store;
   }
 
@@ -110,31 +100,13 @@ export class ResumeStore {
     return createHash("sha256").update(`${name}\0${length}\0${sha256}`).digest("hex");
   }
 
-  async #scan(): Promise<void> {
-    for await (const entry of Deno.readDir(this.path)) {
-      const file = this.#file(entry.name);
-      const info = await Deno.lstat(file).catch(() => undefined);
-      if (KEY.test(entry.name) && info?.isFile && (info.nlink ?? 1) === 1) {
-        this.#entries.set(entry.name, { size: info.size, keptAt: info.mtime?.getTime() ?? Date.now() });
-      } else if (info) {
-        await this.#removeName(entry.name);
-      }
-    }
-  }
-
   #file(key: string): string {
     return `${this.path}/${key}`;
   }
 
   async #removeName(name: string): Promise<void> {
     this.#entries.delete(name);
-    try {
-      await Deno.remove(this.#file(name));
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) {
-        this.#options.onLog?.(`could not remove ${this.#file(name)}: ${describeError(error)}`);
-      }
-    }
+    await removeLogged(this.#file(name), this.#options.onLog);
   }
 
   /** Prefixes kept, and their bytes in all. */
@@ -210,5 +182,45 @@ export class ResumeStore {
   /** Stops the periodic sweep. The prefixes stay on disk for the next run. */
   close(): void {
     clearInterval(this.#timer);
+  }
+}
+
+/** Makes the store's directory `path` unless it is one already (a link or a file is never used). */
+async function makeStoreDirectory(path: string): Promise<void> {
+  try {
+    const info = await Deno.lstat(path).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    });
+    if (info === undefined) await Deno.mkdir(path, { mode: 0o700 });
+    else if (!info.isDirectory) throw new Error("it is not a directory (a link or a file is never used)");
+  } catch (error) {
+    throw new FileError(`cannot keep resumable uploads in "${path}": ${describeError(error)}`);
+  }
+}
+
+/** Indexes the prefixes an earlier run kept in `path`; anything else there is removed (the name only). */
+async function scanKept(path: string, onLog?: (message: string) => void): Promise<Map<string, Entry>> {
+  const entries = new Map<string, Entry>();
+  for await (const entry of Deno.readDir(path)) {
+    const file = `${path}/${entry.name}`;
+    const info = await Deno.lstat(file).catch(() => undefined);
+    if (KEY.test(entry.name) && info?.isFile && (info.nlink ?? 1) === 1) {
+      entries.set(entry.name, { size: info.size, keptAt: info.mtime?.getTime() ?? Date.now() });
+    } else if (info) {
+      await removeLogged(file, onLog);
+    }
+  }
+  return entries;
+}
+
+/** Removes `file`; a failure other than its being gone already is told to `onLog`. */
+async function removeLogged(file: string, onLog?: (message: string) => void): Promise<void> {
+  try {
+    await Deno.remove(file);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      onLog?.(`could not remove ${file}: ${describeError(error)}`);
+    }
   }
 }

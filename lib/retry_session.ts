@@ -104,49 +104,16 @@ export class RetrySession {
     if (length > context.maxBytes) {
       throw new LimitError(`upload larger than the limit of ${context.maxBytes} bytes`);
     }
-    this.#lock();
-    const existing = this.#retryable?.existing;
-    if (existing) {
-      if (!mayBeStored(existing, length)) throw existsError(name);
-      this.#candidate = true;
-    }
+    if (this.#key !== undefined) this.#release = lockUpload(this.#store!, this.#key, name);
+    this.#candidate = isCandidate(this.#retryable?.existing, length, name);
     if (!resume) return undefined;
     if (context.earlyBytes > 0) throw new ProtocolError("file data sent before the server's offset line");
-    const prefix = this.#candidate ? undefined : await this.#takePrefix();
+    const prefix = this.#candidate
+      ? undefined
+      : await takePrefix(this.#store, this.#key, this.#retryable, length);
     this.offset = this.#candidate ? length : prefix?.bytes ?? 0;
     await writeAll(conn, formatOffsetLine(this.offset), context.timeoutMs, "the resume offset");
     return prefix?.hash;
-  }
-
-  /** One connection at a time per upload, on a server that keeps prefixes. */
-  #lock(): void {
-    if (this.#key === undefined) return;
-    this.#release = this.#store!.lock(this.#key);
-    if (this.#release) return;
-    throw new ProtocolError(
-      `${REASON_BUSY}: another connection is uploading ${
-        JSON.stringify(this.#headers.name)
-      }; try again later`,
-    );
-  }
-
-  /** Takes over the prefix kept for this upload, if any: its hash (read from disk) and length. */
-  async #takePrefix(): Promise<{ hash: Hash; bytes: number } | undefined> {
-    const store = this.#store;
-    const key = this.#key;
-    const upload = this.#retryable;
-    if (!store || key === undefined || !upload) return undefined;
-    const held = await store.held(key);
-    if (held === 0) return undefined;
-    if (held > this.#headers.length) {
-      await store.drop(key);
-      return undefined;
-    }
-    const path = store.take(key);
-    const prefix = await hashFile(path);
-    const size = await upload.adopt(path);
-    if (size !== prefix.bytes) throw new ProtocolError("the kept prefix changed while it was taken over");
-    return prefix;
   }
 
   /**
@@ -171,17 +138,14 @@ export class RetrySession {
     const retryable = this.#retryable;
     const { name, length, sha256 } = this.#headers;
     if (this.#candidate && retryable) {
-      if (!(await retryable.holds(length, sha256))) throw existsError(name);
-      await retryable.discard();
-      return "already-stored";
+      return await discardStored(retryable, length, sha256, existsError(name));
     }
     try {
       await upload.commit();
     } catch (error) {
       // Stored meanwhile by another connection (a server without --resumable does not lock): the same file?
-      if (!retryable || !(await retryable.holds(length, sha256))) throw error;
-      await retryable.discard();
-      return "already-stored";
+      if (!retryable) throw error;
+      return await discardStored(retryable, length, sha256, error);
     }
     if (this.#key !== undefined) await this.#store!.drop(this.#key);
     return "stored";
@@ -197,22 +161,12 @@ export class RetrySession {
   async fail(broken: boolean): Promise<string | undefined> {
     const upload = this.#upload;
     if (!upload) return undefined;
-    const dest = broken ? await this.#keepAt(upload.bytes) : undefined;
+    const keeps = broken && this.#retryable && !this.#candidate;
+    const dest = keeps ? await keepAt(this.#store, this.#key, upload.bytes, this.#headers.length) : undefined;
     if (dest === undefined || !this.#retryable) return await upload.fail();
     const failure = await this.#retryable.failKeeping(dest);
     if (failure === undefined) this.#store!.kept(this.#key!, upload.bytes);
     return failure;
-  }
-
-  /** Where `bytes` of a broken upload may be kept, if they may. */
-  async #keepAt(bytes: number): Promise<string | undefined> {
-    const store = this.#store;
-    const key = this.#key;
-    if (!store || key === undefined || !this.#retryable || this.#candidate) return undefined;
-    if (bytes === 0 || bytes >= this.#headers.length) return undefined;
-    // An attempt that started over without resuming may have got less far than the prefix kept before.
-    if (bytes <= await store.held(key)) return undefined;
-    return await store.makeRoom(key, bytes);
   }
 
   /** Releases the upload's lock. */
@@ -233,4 +187,77 @@ async function hashFile(path: string): Promise<{ hash: Hash; bytes: number }> {
     bytes += n;
   }
   return { hash, bytes };
+}
+
+/**
+ * Takes the lock of upload `key` in `store` (one connection at a time per
+ * upload, on a server that keeps prefixes): its release, or `busy` when
+ * another connection has it.
+ */
+function lockUpload(store: ResumeStore, key: string, name: string): () => void {
+  const release = store.lock(key);
+  if (release) return release;
+  throw new ProtocolError(
+    `${REASON_BUSY}: another connection is uploading ${JSON.stringify(name)}; try again later`,
+  );
+}
+
+/**
+ * Whether what the name already is (`existing`) may be this very upload,
+ * stored before; `exists` when it cannot be.
+ */
+function isCandidate(
+  existing: { isFile: boolean; size: number } | undefined,
+  length: number,
+  name: string,
+): boolean {
+  if (existing && !mayBeStored(existing, length)) throw existsError(name);
+  return existing !== undefined;
+}
+
+/** Takes over the prefix kept for upload `key`, if any: its hash (read from disk) and length. */
+async function takePrefix(
+  store: ResumeStore | undefined,
+  key: string | undefined,
+  upload: RetryableUpload | undefined,
+  length: number,
+): Promise<{ hash: Hash; bytes: number } | undefined> {
+  if (!store || key === undefined || !upload) return undefined;
+  const held = await store.held(key);
+  if (held === 0) return undefined;
+  if (held > length) {
+    await store.drop(key);
+    return undefined;
+  }
+  const path = store.take(key);
+  const prefix = await hashFile(path);
+  const size = await upload.adopt(path);
+  if (size !== prefix.bytes) throw new ProtocolError("the kept prefix changed while it was taken over");
+  return prefix;
+}
+
+/** Where `bytes` of a broken upload of `length` may be kept, if they may. */
+async function keepAt(
+  store: ResumeStore | undefined,
+  key: string | undefined,
+  bytes: number,
+  length: number,
+): Promise<string | undefined> {
+  if (!store || key === undefined) return undefined;
+  if (bytes === 0 || bytes >= length) return undefined;
+  // An attempt that started over without resuming may have got less far than the prefix kept before.
+  if (bytes <= await store.held(key)) return undefined;
+  return await store.makeRoom(key, bytes);
+}
+
+/** Ends `upload` as already stored when its name holds exactly this file; else throws `otherwise`. */
+async function discardStored(
+  upload: RetryableUpload,
+  length: number,
+  sha256: string,
+  otherwise: unknown,
+): Promise<Published> {
+  if (!(await upload.holds(length, sha256))) throw otherwise;
+  await upload.discard();
+  return "already-stored";
 }

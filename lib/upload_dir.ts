@@ -35,12 +35,12 @@
 import { type DirectoryLock, lockDirectory } from "./dir_lock.ts";
 import { describeError, FileError } from "./errors.ts";
 import { HeldDirectory } from "./held_dir.ts";
+import { ERROR_CONTENT, PartFile, removeQuietly, writeFully } from "./part_file.ts";
 import { isStored } from "./idempotent.ts";
 import { LocalNumbers, type NumberSource, type RetryableUpload, type Store } from "./store.ts";
 import { type NamedTarget, NUMBERED_NAME, prepareNamedTarget, type PrepareOptions } from "./upload_name.ts";
 
-/** The exact content of a failed upload's file. */
-export const ERROR_CONTENT: Uint8Array = new TextEncoder().encode("ERROR");
+export { ERROR_CONTENT } from "./part_file.ts";
 
 /** The largest upload number handed out: beyond it numbers are no longer exact in JavaScript. */
 export const MAX_UPLOAD_NUMBER: number = Number.MAX_SAFE_INTEGER;
@@ -79,14 +79,6 @@ async function exists(path: string): Promise<boolean> {
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
-  }
-}
-
-async function removeQuietly(path: string): Promise<void> {
-  try {
-    await Deno.remove(path);
-  } catch {
-    // Already gone (or its directory is): nothing is left behind by this name.
   }
 }
 
@@ -190,15 +182,7 @@ export class UploadDirectory implements Store {
   ): Promise<UploadDirectory> {
     const problem = (what: string, error?: unknown) =>
       new FileError(`cannot use directory "${path}": ${what}${error ? `: ${describeError(error)}` : ""}`);
-    let info: Deno.FileInfo;
-    try {
-      info = await Deno.stat(path);
-    } catch (error) {
-      throw error instanceof Deno.errors.NotFound
-        ? problem("it does not exist")
-        : problem("cannot read it", error);
-    }
-    if (!info.isDirectory) throw problem("it is not a directory");
+    await checkDirectory(path, problem);
     // Before anything is repaired: another server's temporary files are uploads in flight.
     const lock = await lockDirectory(path);
     let root: HeldDirectory | undefined;
@@ -239,29 +223,11 @@ export class UploadDirectory implements Store {
   }
 
   async #create(id: number): Promise<UploadFile> {
-    if (id > MAX_UPLOAD_NUMBER) {
-      throw new FileError(
-        `no upload number left: ${uploadFileName(MAX_UPLOAD_NUMBER)} is the largest this server hands out`,
-      );
-    }
-    const temporary = join(this.path, `.${id}.file.part`);
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(temporary, { write: true, createNew: true });
-    } catch (error) {
-      throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
-    }
-    try {
-      await reserveError(file);
-    } catch (error) {
-      file.close();
-      await removeQuietly(temporary);
-      throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
-    }
+    const temporary = await createPart(this.path, id);
     this.#numbers.observe(id);
-    return new UploadFile(id, file, {
+    return new UploadFile(id, temporary.file, {
       directory: this.path,
-      temporaryPath: temporary,
+      temporaryPath: temporary.path,
       root: this.#root,
       recordGone: (n) => this.recordGone(n),
     });
@@ -292,6 +258,48 @@ export class UploadDirectory implements Store {
 }
 
 type Problem = (what: string, error?: unknown) => FileError;
+
+/** Throws `problem(...)` unless `path` is a directory. */
+async function checkDirectory(path: string, problem: Problem): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (error) {
+    throw error instanceof Deno.errors.NotFound
+      ? problem("it does not exist")
+      : problem("cannot read it", error);
+  }
+  if (!info.isDirectory) throw problem("it is not a directory");
+}
+
+/**
+ * Creates upload `id`'s temporary file in `dir`, `ERROR` reserved at its
+ * start; nothing is left behind when that fails.
+ *
+ * @throws {FileError} when `id` is above {@link MAX_UPLOAD_NUMBER} or the file cannot be made.
+ */
+async function createPart(dir: string, id: number): Promise<{ file: Deno.FsFile; path: string }> {
+  if (id > MAX_UPLOAD_NUMBER) {
+    throw new FileError(
+      `no upload number left: ${uploadFileName(MAX_UPLOAD_NUMBER)} is the largest this server hands out`,
+    );
+  }
+  const temporary = join(dir, `.${id}.file.part`);
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(temporary, { write: true, createNew: true });
+  } catch (error) {
+    throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
+  }
+  try {
+    await reserveError(file);
+  } catch (error) {
+    file.close();
+    await removeQuietly(temporary);
+    throw new FileError(`cannot create ${temporary}: ${describeError(error)}`, { cause: error });
+  }
+  return { file, path: temporary };
+}
 
 /** The number in {@link NUMBERS_NAME} (0 when there is none); anything odd stops the start. */
 async function readGone(path: string, problem: Problem): Promise<number> {
@@ -450,11 +458,6 @@ export interface UploadPlace {
   recordGone?: (id: number) => Promise<void>;
 }
 
-/** Writes all of `bytes` at the file's position. */
-async function writeFully(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
-}
-
 /** One upload in progress. Ends with exactly one of {@link commit} or {@link fail}. */
 export class UploadFile implements RetryableUpload {
   /** The upload's number. */
@@ -462,25 +465,20 @@ export class UploadFile implements RetryableUpload {
   /** Where the upload becomes visible, unless it is named. */
   readonly finalPath: string;
   readonly #place: UploadPlace;
-  #file: Deno.FsFile | undefined;
-  #bytes = 0;
+  readonly #part: PartFile;
   #target: NamedTarget | undefined;
-  /** Visible under its final name: from then on nothing may write this inode. */
-  #published = false;
-  /** The inode may have another name than the temporary one (a failed named publication). */
-  #detached = false;
 
   /** Use {@link UploadDirectory.createNext}. */
   constructor(id: number, file: Deno.FsFile, place: UploadPlace) {
     this.id = id;
-    this.#file = file;
+    this.#part = new PartFile(file, place.temporaryPath);
     this.#place = place;
     this.finalPath = join(place.directory, uploadFileName(id));
   }
 
   /** Bytes written so far. */
   get bytes(): number {
-    return this.#bytes;
+    return this.#part.bytes;
   }
 
   /**
@@ -493,8 +491,7 @@ export class UploadFile implements RetryableUpload {
   async useName(segments: readonly string[], options: PrepareOptions = {}): Promise<string> {
     if (!this.#place.root) throw new FileError("named uploads are not enabled on this directory");
     this.#target?.release();
-    this.#target = await prepareNamedTarget(this.#place.root, segments, options);
-    return this.#target.path;
+    return (this.#target = await prepareNamedTarget(this.#place.root, segments, options)).path;
   }
 
   /** What the name already is (not followed), when {@link useName} was allowed to find it existing. */
@@ -516,10 +513,9 @@ export class UploadFile implements RetryableUpload {
    * @throws {FileError} when the number cannot be recorded (then {@link fail} still ends it).
    */
   async discard(): Promise<void> {
-    if (this.#published) throw new FileError("upload already finished");
+    if (this.#part.published) throw new FileError("upload already finished");
     await this.#place.recordGone?.(this.id);
-    this.#published = true; // nothing of it may be written any more
-    await removeQuietly(this.#place.temporaryPath);
+    await this.#part.finish(); // nothing of it may be written any more
     this.#release();
   }
 
@@ -530,26 +526,8 @@ export class UploadFile implements RetryableUpload {
    *
    * @throws {FileError} when data was written already, or the prefix cannot be taken over.
    */
-  async adopt(prefixPath: string): Promise<number> {
-    if (!this.#file || this.#published || this.#bytes > 0) throw new FileError("upload already has data");
-    const info = await Deno.lstat(prefixPath);
-    if (!info.isFile || (info.nlink ?? 1) !== 1) throw new FileError(`${prefixPath} is not a kept prefix`);
-    await Deno.rename(prefixPath, this.#place.temporaryPath);
-    const empty = this.#file;
-    try {
-      // Not O_APPEND: fail() writes ERROR at the start.
-      this.#file = await Deno.open(this.#place.temporaryPath, { write: true });
-      await this.#file.seek(0, Deno.SeekMode.End);
-    } catch (error) {
-      // The name is the prefix's now: never publish it as this upload's ERROR.
-      this.#detached = true;
-      await removeQuietly(this.#place.temporaryPath);
-      throw new FileError(`cannot reopen ${this.#place.temporaryPath}: ${describeError(error)}`);
-    } finally {
-      empty.close();
-    }
-    this.#bytes = info.size;
-    return info.size;
+  adopt(prefixPath: string): Promise<number> {
+    return this.#part.adopt(prefixPath);
   }
 
   /**
@@ -559,47 +537,20 @@ export class UploadFile implements RetryableUpload {
    * record. Returns what {@link fail} returns.
    */
   async failKeeping(dest: string): Promise<string | undefined> {
-    const file = this.#file;
-    if (!file || this.#published || this.#detached) return await this.fail();
-    try {
-      if (this.#bytes < ERROR_CONTENT.length) await file.truncate(this.#bytes); // the reservation's tail
-      await file.syncData();
-      await recordError(this.#place.directory, this.id);
-    } catch {
-      return await this.fail();
-    }
-    try {
-      await Deno.rename(this.#place.temporaryPath, dest);
-      return undefined;
-    } catch (error) {
-      await removeQuietly(this.#place.temporaryPath);
-      return `could not keep the received data: ${describeError(error)}`;
-    } finally {
-      this.#release();
-    }
+    const usable = this.#part.handle && !this.#part.published && !this.#part.detached;
+    const kept = usable ? await keepPart(this.#part, this.#place.directory, this.id, dest) : false;
+    if (kept === false) return await this.fail();
+    this.#release();
+    return kept;
   }
 
   /** Appends `chunk` to the temporary file. */
-  async write(chunk: Uint8Array): Promise<void> {
-    const file = this.#file;
-    if (!file) throw new FileError("upload already finished");
-    try {
-      await writeFully(file, chunk);
-    } catch (error) {
-      throw new FileError(`cannot write ${this.#place.temporaryPath}: ${describeError(error)}`, {
-        cause: error,
-      });
-    }
-    this.#bytes += chunk.length;
+  write(chunk: Uint8Array): Promise<void> {
+    return this.#part.write(chunk);
   }
 
   #release(): void {
-    try {
-      this.#file?.close();
-    } catch {
-      // Closing only releases the descriptor; a failure leaves nothing to undo.
-    }
-    this.#file = undefined;
+    this.#part.close();
     this.#target?.release();
   }
 
@@ -608,26 +559,9 @@ export class UploadFile implements RetryableUpload {
    * On failure the file stays open for {@link fail}.
    */
   async commit(): Promise<void> {
-    const file = this.#file;
-    if (!file || this.#published) throw new FileError("upload already finished");
-    const { temporaryPath } = this.#place;
-    try {
-      // Shorter than the reserved ERROR: its tail goes.
-      if (this.#bytes < ERROR_CONTENT.length) await file.truncate(this.#bytes);
-      await file.syncData();
-      // Before the name is visible: from then on no restart may hand this number out again.
-      if (this.#target) await this.#place.recordGone?.(this.id);
-      if (this.#target) await publishNamed(file, temporaryPath, this.#target, () => this.#detached = true);
-      else await publish(temporaryPath, this.finalPath);
-    } catch (error) {
-      if (error instanceof FileError) throw error;
-      throw new FileError(`cannot save ${this.#target?.path ?? this.finalPath}: ${describeError(error)}`, {
-        cause: error,
-      });
-    }
-    this.#published = true;
-    // A leftover name here (its removal failed) has two links: the next start only removes it.
-    await removeQuietly(temporaryPath);
+    if (!this.#part.handle || this.#part.published) throw new FileError("upload already finished");
+    await savePart(this.#part, this.#place, this.id, this.#target);
+    await this.#part.finish();
     this.#release();
   }
 
@@ -638,28 +572,92 @@ export class UploadFile implements RetryableUpload {
    * next start to repair, and the returned reason says why, for the log.
    */
   async fail(): Promise<string | undefined> {
-    if (this.#published) {
-      this.#release();
-      return `${this.#target?.path ?? this.finalPath} was already saved; it is left as it is`;
+    const reason = this.#part.published
+      ? `${this.#target?.path ?? this.finalPath} was already saved; it is left as it is`
+      : await failPart(this.#part, this.#place.directory, this.id, this.finalPath);
+    this.#release();
+    return reason;
+  }
+}
+
+/**
+ * Flushes `part` and publishes it at `target` (once `id` is recorded as
+ * gone), or as `id`'s `N.file`. Every failure is a {@link FileError}.
+ */
+async function savePart(
+  part: PartFile,
+  place: UploadPlace,
+  id: number,
+  target: NamedTarget | undefined,
+): Promise<void> {
+  const final = join(place.directory, uploadFileName(id));
+  try {
+    await part.flush();
+    // Before the name is visible: from then on no restart may hand this number out again.
+    if (target) await place.recordGone?.(id);
+    if (target) await publishNamed(part.handle!, place.temporaryPath, target, () => part.detach());
+    else await publish(place.temporaryPath, final);
+  } catch (error) {
+    if (error instanceof FileError) throw error;
+    throw new FileError(`cannot save ${target?.path ?? final}: ${describeError(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Records upload `id` as `ERROR` in a new file, then renames the flushed
+ * temporary file to `dest`. Returns `false` when `ERROR` could not be
+ * recorded (nothing kept: the caller fails the upload instead), else why the
+ * data could not be kept (the temporary file then goes), or `undefined`.
+ */
+async function keepPart(
+  part: PartFile,
+  directory: string,
+  id: number,
+  dest: string,
+): Promise<string | undefined | false> {
+  try {
+    await part.flush();
+    await recordError(directory, id);
+  } catch {
+    return false;
+  }
+  try {
+    await Deno.rename(part.path, dest);
+    return undefined;
+  } catch (error) {
+    await removeQuietly(part.path);
+    return `could not keep the received data: ${describeError(error)}`;
+  }
+}
+
+/**
+ * Records upload `id` as `ERROR`: in place when `part` is open, not
+ * detached, and its inode has no other name, else in a new file. Never throws:
+ * returns why not, for the log.
+ */
+async function failPart(
+  part: PartFile,
+  directory: string,
+  id: number,
+  final: string,
+): Promise<string | undefined> {
+  const file = part.handle;
+  try {
+    if (file && !part.detached && (await file.stat()).nlink === 1) {
+      // Written through the open handle (no new descriptor: works under EMFILE), then published.
+      await part.writeError();
+      await publish(part.path, final);
+      await removeQuietly(part.path);
+    } else {
+      // This inode may be visible elsewhere: never write it; record ERROR in a new file,
+      // and only then drop the temporary name (a kill in between leaves it for the next start).
+      await recordError(directory, id);
+      await removeQuietly(part.path);
     }
-    const file = this.#file;
-    const { temporaryPath, directory } = this.#place;
-    try {
-      if (file && !this.#detached && (await file.stat()).nlink === 1) {
-        await failInPlace(file, temporaryPath, this.finalPath);
-      } else {
-        // This inode may be visible elsewhere: never write it; record ERROR in a new file,
-        // and only then drop the temporary name (a kill in between leaves it for the next start).
-        await recordError(directory, this.id);
-        await removeQuietly(temporaryPath);
-      }
-      return undefined;
-    } catch (error) {
-      // The temporary name stays: the next start records this number as ERROR.
-      return `could not record ERROR in ${this.finalPath}: ${describeError(error)}`;
-    } finally {
-      this.#release();
-    }
+    return undefined;
+  } catch (error) {
+    // The temporary name stays: the next start records this number as ERROR.
+    return `could not record ERROR in ${final}: ${describeError(error)}`;
   }
 }
 
@@ -689,14 +687,4 @@ async function publishNamed(
   if (atEntry) await removeQuietly(entry);
   await file.truncate(0);
   throw moved();
-}
-
-/** Writes `ERROR` through the open handle (no new descriptor: works under EMFILE) and publishes it. */
-async function failInPlace(file: Deno.FsFile, temporary: string, final: string): Promise<void> {
-  // Never below 5 bytes: the block reserved at creation keeps ERROR's space on a full disk.
-  await file.truncate(ERROR_CONTENT.length);
-  await file.seek(0, Deno.SeekMode.Start);
-  await writeFully(file, ERROR_CONTENT);
-  await publish(temporary, final);
-  await removeQuietly(temporary);
 }
