@@ -147,7 +147,11 @@ Deno.test("client: a server that resets mid-upload is an error", async () => {
   }, async (port) => {
     const result = await runClient(["127.0.0.1", String(port), path]);
     assert.notEqual(result.code, 0);
-    assert.match(result.stderr, /^ERROR: connection (reset|closed) by peer while sending the file/m);
+    // Which the client sees first, the reset on its write or the end of its read, is the kernel's timing.
+    assert.match(
+      result.stderr,
+      /^ERROR: connection ((reset|closed) by peer while sending the file|closed by the server before the whole file was sent)/m,
+    );
   });
   await Deno.remove(work, { recursive: true });
 });
