@@ -4,25 +4,9 @@
  * that is no shortage, so the loop neither logs nor backs off.
  */
 import assert from "node:assert/strict";
-import net from "node:net";
 import { ACCEPT_RETRY_MS, AcceptLoop } from "../lib/accept_loop.ts";
 import { waitFor } from "./support/wait.ts";
-import { connect } from "./support/wire.ts";
-
-/** Connects and resets at once (SO_LINGER 0 through node:net), bounded. */
-function connectAndReset(port: number): Promise<void> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: "127.0.0.1", port }, () => {
-      socket.resetAndDestroy();
-      resolve();
-    });
-    socket.on("error", () => resolve());
-    setTimeout(() => {
-      socket.destroy();
-      resolve();
-    }, 5_000);
-  });
-}
+import { connect, connectAndReset } from "./support/wire.ts";
 
 Deno.test("accept loop: connections reset in the backlog are no failure: no log line, no back-off", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -8,7 +8,6 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import net from "node:net";
 import { listDir, sha256, tempDir } from "../support/files.ts";
 import {
   runClient,
@@ -20,7 +19,7 @@ import {
 } from "../support/process.ts";
 import { canUnshareMounts, inPrivateMounts } from "../support/system.ts";
 import { delay, waitFor } from "../support/wait.ts";
-import { connect, freePort, readToEnd, recvExactly, sendAll } from "../support/wire.ts";
+import { connect, connectAndReset, freePort, readToEnd, recvExactly, sendAll } from "../support/wire.ts";
 import {
   type Attempt,
   cleanUpload,
@@ -1069,21 +1068,6 @@ Deno.test("fault: peers that reset while waiting in the backlog (HAProxy's TCP c
     note: "no accept back-off, no log line",
   });
 });
-
-/** Connects and resets at once (SO_LINGER 0 through node:net), bounded to 5 s. */
-function connectAndReset(port: number): Promise<void> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: "127.0.0.1", port }, () => {
-      socket.resetAndDestroy();
-      resolve();
-    });
-    socket.on("error", () => resolve());
-    setTimeout(() => {
-      socket.destroy();
-      resolve();
-    }, 5_000);
-  });
-}
 
 Deno.test("fault suite summary", () => {
   console.log(`\n${summaryTable()}\n`);

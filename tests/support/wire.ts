@@ -7,6 +7,7 @@
  *
  * @module
  */
+import net from "node:net";
 import { concat } from "./encoding.ts";
 
 /** A port that was free a moment ago, on both IPv4 and IPv6. */
@@ -134,4 +135,19 @@ export async function withFakeServer<T>(
   } finally {
     listener.close();
   }
+}
+
+/** Connects and resets at once (SO_LINGER 0 through node:net), bounded to 5 s. */
+export function connectAndReset(port: number): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port }, () => {
+      socket.resetAndDestroy();
+      resolve();
+    });
+    socket.on("error", () => resolve());
+    setTimeout(() => {
+      socket.destroy();
+      resolve();
+    }, 5_000);
+  });
 }
