@@ -115,6 +115,7 @@ export class Relay implements AsyncDisposable {
     const limit = Math.min(cutAfter ?? Infinity, holdAfter ?? Infinity);
     let forwarded = 0;
     let held = false;
+    let cut = false;
     client.on("data", (chunk: Uint8Array) => {
       this.clientBytes += chunk.length;
       const room = Math.max(0, Math.min(chunk.length, limit - forwarded));
@@ -123,7 +124,8 @@ export class Relay implements AsyncDisposable {
       if (holdAfter !== undefined && forwarded >= holdAfter && !held) {
         held = true;
         client.pause();
-      } else if (cutAfter !== undefined && forwarded >= cutAfter) {
+      } else if (cutAfter !== undefined && forwarded >= cutAfter && !cut) {
+        cut = true;
         this.cuts++;
         // Let what was written reach the server before the reset discards the rest.
         server.write(new Uint8Array(0), () => setTimeout(reset, 20));
@@ -132,6 +134,8 @@ export class Relay implements AsyncDisposable {
     });
     server.on("drain", () => held || client.resume());
     client.on("end", () => {
+      // A cut connection ends in its reset: a FIN passed on now would tell the server its bytes all came.
+      if (cut) return;
       if (this.#dropPending) {
         this.#dropPending = false;
         dropNextReply(client, server, () => this.drops++);
