@@ -21,6 +21,7 @@
  * ```
  * @module
  */
+import { installPackages } from "./debian.ts";
 import { tempDir } from "./files.ts";
 import { Proc } from "./process.ts";
 import { waitFor } from "./wait.ts";
@@ -72,7 +73,6 @@ export interface RunningHaproxy extends AsyncDisposable {
 }
 
 const BACKEND = "accio_gateways";
-const NO_APT_GET = "apt-get is not available (not a Debian-like system)";
 let availability: Promise<HaproxyAvailability> | undefined;
 
 /**
@@ -91,7 +91,7 @@ export function ensureHaproxy(): Promise<HaproxyAvailability> {
   availability ??= (async () => {
     const before = await haproxyVersion();
     if (before) return { available: true, version: before };
-    const failure = await installHaproxy();
+    const failure = await installPackages(["haproxy"]);
     const after = await haproxyVersion();
     if (after) return { available: true, version: after };
     return { available: false, reason: failure ?? "haproxy is still not on PATH after installing it" };
@@ -128,38 +128,6 @@ async function haproxyVersion(): Promise<string | undefined> {
     return success ? new TextDecoder().decode(stdout).split("\n")[0].trim() : undefined;
   } catch {
     return undefined; // not on PATH
-  }
-}
-
-/** Installs the Debian package; returns why it could not, or undefined. */
-async function installHaproxy(): Promise<string | undefined> {
-  if (Deno.uid() !== 0) return "not root, so apt-get cannot install it";
-  const install = ["install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=120", "haproxy"];
-  const first = await aptGet(install);
-  if (first === undefined || first === NO_APT_GET) return first;
-  // A fresh machine's package lists may be missing or stale: refresh them once and retry.
-  const update = await aptGet(["update", "-o", "DPkg::Lock::Timeout=120"]);
-  if (update !== undefined) return `apt-get update failed: ${update}`;
-  const second = await aptGet(install);
-  return second === undefined ? undefined : `apt-get install haproxy failed: ${second}`;
-}
-
-/** Runs apt-get (bounded to 5 minutes); returns the tail of its output on failure, or undefined. */
-async function aptGet(args: string[]): Promise<string | undefined> {
-  try {
-    const { success, stdout, stderr } = await new Deno.Command("apt-get", {
-      args,
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(300_000),
-    }).output();
-    if (success) return undefined;
-    const output = new TextDecoder().decode(stderr).trim() || new TextDecoder().decode(stdout).trim();
-    return output.split("\n").slice(-2).join(" / ") || "exit status non-zero";
-  } catch (error) {
-    return error instanceof Deno.errors.NotFound ? NO_APT_GET : String(error);
   }
 }
 

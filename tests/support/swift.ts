@@ -18,6 +18,7 @@
  * @module
  */
 import { AwsClient } from "aws4fetch";
+import { installPackages } from "./debian.ts";
 import { Proc } from "./process.ts";
 import { waitFor } from "./wait.ts";
 import { freePort } from "./wire.ts";
@@ -39,11 +40,7 @@ export type Availability = { ok: true } | { ok: false; why: string };
 
 async function run(command: string, args: string[]): Promise<{ ok: boolean; output: string }> {
   try {
-    const out = await new Deno.Command(command, {
-      args,
-      stdin: "null",
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-    }).output();
+    const out = await new Deno.Command(command, { args, stdin: "null" }).output();
     const output = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
     return { ok: out.success, output };
   } catch (error) {
@@ -62,17 +59,9 @@ async function installed(): Promise<boolean> {
  */
 export async function ensureSwift(): Promise<Availability> {
   if (await installed()) return { ok: true };
-  if (Deno.uid() !== 0) return { ok: false, why: `not root: cannot apt-get install ${PACKAGES.join(" ")}` };
-  // Another apt-get (a parallel test file, a helper) may hold the dpkg lock: wait for it, bounded.
-  const lock = ["-o", "DPkg::Lock::Timeout=120"];
-  const install = [...lock, "install", "-y", "--no-install-recommends", ...PACKAGES];
-  let result = await run("apt-get", install);
-  if (!result.ok) {
-    await run("apt-get", [...lock, "update"]);
-    result = await run("apt-get", install);
-  }
-  if (result.ok && await installed()) return { ok: true };
-  return { ok: false, why: `apt-get install ${PACKAGES.join(" ")} failed: ${result.output}` };
+  const failure = await installPackages(PACKAGES);
+  if (failure === undefined && await installed()) return { ok: true };
+  return { ok: false, why: failure ?? `${PACKAGES.join(" ")} installed, but its programs are missing` };
 }
 
 interface Ports {
