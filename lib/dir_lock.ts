@@ -12,6 +12,7 @@
  * ```ts
  * import { lockDirectory } from "./dir_lock.ts";
  * const lock = await lockDirectory("/save"); // throws if another server holds it
+ * await lock.sync(); // after linking a name there
  * lock.release();
  * ```
  * @module
@@ -20,6 +21,12 @@ import { describeError, FileError } from "./errors.ts";
 
 /** A held directory lock. */
 export interface DirectoryLock {
+  /**
+   * Flushes the directory's entries to disk (fsync), through the lock's own
+   * descriptor: a name just linked or renamed there survives a crash, and no
+   * new descriptor is needed when the process has none to spare.
+   */
+  sync(): Promise<void>;
   /** Releases the lock (idempotent). */
   release(): void;
 }
@@ -50,6 +57,9 @@ export async function lockDirectory(path: string): Promise<DirectoryLock> {
   }
   let held = true;
   return {
+    async sync() {
+      if (held) await handle.sync();
+    },
     release() {
       if (!held) return;
       held = false;

@@ -151,6 +151,7 @@ export class HeldDirectory {
       await Deno.remove(at).catch(() => {});
       throw new FileError(`directory "${this.path}" was moved while in use`);
     }
+    await this.sync();
   }
 
   /**
@@ -174,6 +175,25 @@ export class HeldDirectory {
   /** The chain from the root down to this directory. */
   #levels(): HeldDirectory[] {
     return this.#parent ? [...this.#parent.#levels(), this] : [this];
+  }
+
+  /**
+   * Flushes this directory's entries (fsync through the held descriptor): a
+   * name just linked or made here survives a crash. A directory made by
+   * {@link child} is flushed into its parent at once.
+   *
+   * @throws {FileError} when the flush fails.
+   */
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) =>
+      fs.fsync(
+        this.#fd,
+        (error) =>
+          error
+            ? reject(new FileError(`cannot flush directory "${this.path}": ${describeError(error)}`))
+            : resolve(),
+      )
+    );
   }
 
   /** Releases the descriptor (idempotent). */

@@ -230,6 +230,7 @@ export class UploadDirectory implements Store {
       temporaryPath: temporary.path,
       root: this.#root,
       recordGone: (n) => this.recordGone(n),
+      syncDirectory: () => this.#lock.sync(),
     });
   }
 
@@ -244,6 +245,7 @@ export class UploadDirectory implements Store {
     const written = this.#recording.then(async () => {
       if (id <= this.#gone) return;
       await writeGone(this.path, id);
+      await this.#lock.sync();
       this.#gone = id;
     });
     this.#recording = written.catch(() => {});
@@ -456,6 +458,8 @@ export interface UploadPlace {
   root?: HeldDirectory;
   /** Records a number no `N.file` will show (before a named upload is published). */
   recordGone?: (id: number) => Promise<void>;
+  /** Flushes the upload directory's entries (after a name was linked there). */
+  syncDirectory?: () => Promise<void>;
 }
 
 /** One upload in progress. Ends with exactly one of {@link commit} or {@link fail}. */
@@ -595,8 +599,14 @@ async function savePart(
     await part.flush();
     // Before the name is visible: from then on no restart may hand this number out again.
     if (target) await place.recordGone?.(id);
-    if (target) await publishNamed(part.handle!, place.temporaryPath, target, () => part.detach());
-    else await publish(place.temporaryPath, final);
+    // Before the client is answered, the new name is flushed too: the upload survives a crash.
+    if (target) {
+      await publishNamed(part.handle!, place.temporaryPath, target, () => part.detach());
+      await target.dir.sync();
+    } else {
+      await publish(place.temporaryPath, final);
+      await place.syncDirectory?.();
+    }
   } catch (error) {
     if (error instanceof FileError) throw error;
     throw new FileError(`cannot save ${target?.path ?? final}: ${describeError(error)}`, { cause: error });
