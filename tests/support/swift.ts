@@ -58,10 +58,42 @@ async function installed(): Promise<boolean> {
  * (`apt-get update` first when the plain install fails). Never throws.
  */
 export async function ensureSwift(): Promise<Availability> {
-  if (await installed()) return { ok: true };
-  const failure = await installPackages(PACKAGES);
-  if (failure === undefined && await installed()) return { ok: true };
-  return { ok: false, why: failure ?? `${PACKAGES.join(" ")} installed, but its programs are missing` };
+  if (!await installed()) {
+    const failure = await installPackages(PACKAGES);
+    if (failure !== undefined) return { ok: false, why: failure };
+    if (!await installed()) {
+      return { ok: false, why: `${PACKAGES.join(" ")} installed, but its programs are missing` };
+    }
+  }
+  return await ensureSwiftConf();
+}
+
+const SWIFT_CONF =
+  "[swift-hash]\nswift_hash_path_suffix = accio-test\nswift_hash_path_prefix = accio-test\n" +
+  "[storage-policy:0]\nname = Policy-0\ndefault = yes\n";
+const SYSTEM_SWIFT_CONF = "/etc/swift/swift.conf";
+
+/**
+ * Every Swift server validates `/etc/swift/swift.conf` at start, whatever its
+ * own `swift_dir` says. The package ships one, but a machine may lack it (seen
+ * on a clean CI machine): then write the same minimal one the tests use.
+ */
+async function ensureSwiftConf(): Promise<Availability> {
+  try {
+    await Deno.stat(SYSTEM_SWIFT_CONF);
+    return { ok: true };
+  } catch {
+    // missing: written below
+  }
+  try {
+    await Deno.mkdir("/etc/swift", { recursive: true });
+    await Deno.writeTextFile(SYSTEM_SWIFT_CONF, SWIFT_CONF, { createNew: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) {
+      return { ok: false, why: `${SYSTEM_SWIFT_CONF} is missing and cannot be written: ${error}` };
+    }
+  }
+  return { ok: true };
 }
 
 interface Ports {
@@ -144,11 +176,7 @@ async function buildRing(dir: string, kind: string, port: number): Promise<void>
 
 async function configure(dir: string, ports: Ports): Promise<void> {
   await Deno.mkdir(`${dir}/devices/d1`, { recursive: true });
-  await Deno.writeTextFile(
-    `${dir}/swift.conf`,
-    "[swift-hash]\nswift_hash_path_suffix = accio-test\nswift_hash_path_prefix = accio-test\n" +
-      "[storage-policy:0]\nname = Policy-0\ndefault = yes\n",
-  );
+  await Deno.writeTextFile(`${dir}/swift.conf`, SWIFT_CONF);
   await Promise.all(SERVERS.map(async (kind) => {
     await Deno.writeTextFile(`${dir}/${kind}-server.conf`, serverConf(dir, kind, ports[kind]));
     await buildRing(dir, kind, ports[kind]);
