@@ -77,14 +77,9 @@ const SYSTEM_SWIFT_CONF = "/etc/swift/swift.conf";
  * Every Swift server validates `/etc/swift/swift.conf` at start, whatever its
  * own `swift_dir` says. The package ships one, but a machine may lack it (seen
  * on a clean CI machine): then write the same minimal one the tests use.
+ * `createNew` leaves an existing one alone, and a parallel test file's too.
  */
 async function ensureSwiftConf(): Promise<Availability> {
-  try {
-    await Deno.stat(SYSTEM_SWIFT_CONF);
-    return { ok: true };
-  } catch {
-    // missing: written below
-  }
   try {
     await Deno.mkdir("/etc/swift", { recursive: true });
     await Deno.writeTextFile(SYSTEM_SWIFT_CONF, SWIFT_CONF, { createNew: true });
