@@ -35,6 +35,13 @@ export interface RelayPlan {
   holdAfter?: (number | undefined)[];
   /** Swallow the server's reply on the first connection that half-closes, and reset that client. */
   dropReplyOnce?: boolean;
+  /**
+   * On the first connection only, half-close towards the server once this
+   * many client bytes were forwarded and drop the client's later bytes, as a
+   * middlebox that ends a stream early: the server sees a clean, short
+   * upload, and its reply still reaches the client.
+   */
+  endEarlyOnce?: number;
 }
 
 /** A running relay; `await using` closes it. Start it with {@link Relay.start}. */
@@ -49,17 +56,21 @@ export class Relay implements AsyncDisposable {
   cuts = 0;
   /** Replies dropped (`dropReplyOnce`). */
   drops = 0;
+  /** Streams ended early (`endEarlyOnce`). */
+  earlyEnds = 0;
   /** The most connections open at the same time. */
   maxOpen = 0;
   readonly #server: net.Server;
   readonly #sockets = new Set<net.Socket>();
   #open = 0;
   #dropPending: boolean;
+  #endEarly: number | undefined;
 
   private constructor(server: net.Server, port: number, plan: RelayPlan, upstream: number) {
     this.#server = server;
     this.port = port;
     this.#dropPending = plan.dropReplyOnce ?? false;
+    this.#endEarly = plan.endEarlyOnce;
     server.on("connection", (client) => {
       const k = this.connections;
       this.#relay(client, upstream, plan.cutAfter?.[this.cuts], plan.holdAfter?.[k]);
@@ -112,16 +123,25 @@ export class Relay implements AsyncDisposable {
     server: net.Socket,
     { cutAfter, holdAfter, reset }: { cutAfter?: number; holdAfter?: number; reset: () => void },
   ): void {
-    const limit = Math.min(cutAfter ?? Infinity, holdAfter ?? Infinity);
+    const endAfter = this.#endEarly;
+    this.#endEarly = undefined;
+    const limit = Math.min(cutAfter ?? Infinity, holdAfter ?? Infinity, endAfter ?? Infinity);
     let forwarded = 0;
     let held = false;
     let cut = false;
+    let ended = false;
     client.on("data", (chunk: Uint8Array) => {
       this.clientBytes += chunk.length;
+      if (ended) return;
       const room = Math.max(0, Math.min(chunk.length, limit - forwarded));
       forwarded += room;
       if (room > 0 && !server.write(chunk.subarray(0, room)) && !held) client.pause();
-      if (holdAfter !== undefined && forwarded >= holdAfter && !held) {
+      if (endAfter !== undefined && forwarded >= endAfter) {
+        ended = true;
+        this.earlyEnds++;
+        server.end();
+        client.resume();
+      } else if (holdAfter !== undefined && forwarded >= holdAfter && !held) {
         held = true;
         client.pause();
       } else if (cutAfter !== undefined && forwarded >= cutAfter && !cut) {
@@ -135,7 +155,7 @@ export class Relay implements AsyncDisposable {
     server.on("drain", () => held || client.resume());
     client.on("end", () => {
       // A cut connection ends in its reset: a FIN passed on now would tell the server its bytes all came.
-      if (cut) return;
+      if (cut || ended) return;
       if (this.#dropPending) {
         this.#dropPending = false;
         dropNextReply(client, server, () => this.drops++);

@@ -51,10 +51,18 @@ export const REASON_EXISTS = "exists";
 /**
  * How the server's transient reasons begin: the idle timeout (`no data for
  * 10 s ...`), a shutdown (`server shut down ...`), and {@link REASON_BUSY}.
- * Every other reason is permanent: trying again would get the same answer
+ * Besides these, an upload that reached the server shorter than announced is
+ * transient (see {@link isTransientReason}). Every other reason is permanent: trying again would get the same answer
  * (a refused or existing name, a limit, a hash that differs, ...).
  */
 export const TRANSIENT_REASONS: readonly string[] = ["no data for", "server shut down", REASON_BUSY];
+
+/**
+ * The server's reason for an upload whose stream ended before the announced
+ * length: the client sent it all (it half-closes only then), so something on
+ * the way ended it early, and a new connection may carry it whole.
+ */
+const SHORT_UPLOAD = /^received (\d+) bytes, but the client announced (\d+)$/;
 
 /**
  * Whether a server's `error <reason>` may pass if the upload is tried again.
@@ -63,10 +71,13 @@ export const TRANSIENT_REASONS: readonly string[] = ["no data for", "server shut
  * ```ts
  * import { isTransientReason } from "./headers.ts";
  * isTransientReason("busy: another connection is uploading it"); // true
+ * isTransientReason("received 10 bytes, but the client announced 20"); // true
  * isTransientReason('refused name "../x": a segment starts with a dot'); // false
  * ```
  */
 export function isTransientReason(reason: string): boolean {
+  const short = SHORT_UPLOAD.exec(reason);
+  if (short) return Number(short[1]) < Number(short[2]);
   return TRANSIENT_REASONS.some((start) =>
     reason === start || reason.startsWith(`${start} `) ||
     reason.startsWith(`${start}:`)

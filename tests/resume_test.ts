@@ -185,6 +185,30 @@ for (const resume of [false, true]) {
   });
 }
 
+Deno.test("a stream ended early on the way (the server got fewer bytes than announced): transient, the retry stores it", async () => {
+  await using server = await startServer("server", { extra: ["--names"] });
+  const source = await makeFile(await tempDir(), "short.bin", 4 * MiB, 5);
+  await using relay = await Relay.start(server.port, { endEarlyOnce: MiB });
+  const result = await runClient([
+    "--verify",
+    "--named",
+    ...retryArgs(3, "0.1"),
+    "127.0.0.1",
+    String(relay.port),
+    source,
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(relay.earlyEnds, 1);
+  assert.match(
+    result.stderr,
+    /attempt 1 failed: .*received \d+ bytes, but the client announced 4194304.*trying again/,
+  );
+  assert.equal(await fileSha256(`${server.dir}/short.bin`), await fileSha256(source));
+  // The cut attempt's number holds ERROR; nothing else was stored.
+  assert.deepEqual(await visibleEntries(server.dir), ["1.file", "short.bin"]);
+  assert.equal(await Deno.readTextFile(`${server.dir}/1.file`), "ERROR");
+});
+
 Deno.test("a name holding a different file: error exists, permanent (no retry), nothing overwritten", async () => {
   await using server = await startServer("server", { extra: ["--names"] });
   const source = await makeFile(await tempDir(), "taken.bin", 64 * 1024, 1);

@@ -26,6 +26,7 @@ Deno.test("retry policy: which failures are transient, and the back-off's bounds
       "busy: held",
       "no data for 10 s while waiting for file data",
       "server shut down before the upload finished",
+      "received 1048430 bytes, but the client announced 4194304",
     ]
   ) {
     assert.ok(isTransientReason(reason) && isRetryable(refusal(reason)), reason);
@@ -38,6 +39,9 @@ Deno.test("retry policy: which failures are transient, and the back-off's bounds
       "busyness",
       "SHA-256 of the received bytes differs",
       "upload larger than the limit",
+      // More than announced: the same client would send it again.
+      "received 20 bytes, but the client announced 10",
+      "received 10 bytes, but the client announced 10",
     ]
   ) {
     assert.ok(!isRetryable(refusal(reason)), reason);
