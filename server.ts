@@ -292,7 +292,7 @@ function reporter(
     else if (verbose) {
       log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes${u.reason ? ` (${u.reason})` : ""}`);
     }
-    metrics?.record(u.outcome, u.bytes, u.durationMs);
+    metrics?.record(u.outcome, u.received, u.durationMs);
     uploadLog?.append({
       id: u.id,
       peer: u.peer,

@@ -168,6 +168,8 @@ export interface UploadOutcome {
   reason?: string;
   /** File bytes received (for `error`, those stored before it failed). */
   bytes: number;
+  /** Of `bytes`, those that came over this connection: a resumed upload's kept prefix is not among them. */
+  received: number;
   /** Which handshake the client used, once known. */
   handshake?: "single" | "double";
   /** The name the client asked for, if any. */
@@ -448,6 +450,8 @@ function outcomeOf(
     file: session.file,
     outcome,
     bytes,
+    // What a resumed upload's server held came over an earlier connection.
+    received: Math.max(0, bytes - (session.retry?.offset ?? 0)),
     startedAt: session.startedAt,
     durationMs: Date.now() - session.startedAt.getTime(),
     handshake: session.handshake,

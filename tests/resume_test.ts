@@ -10,7 +10,7 @@ import { listDir, makeFile, sha256, tempDir } from "./support/files.ts";
 import { runClient, spawnProgram, startServer } from "./support/process.ts";
 import { doubleHandshake } from "./support/raw_upload.ts";
 import { delay, waitFor } from "./support/wait.ts";
-import { connect, readToEnd, readWithTimeout, recvExactly, sendAll } from "./support/wire.ts";
+import { connect, freePort, readToEnd, readWithTimeout, recvExactly, sendAll } from "./support/wire.ts";
 import { Relay } from "../lib/flaky_link.ts";
 
 /** The entries of `dir` but the server's own record of numbers without an `N.file` (`.accio.numbers`). */
@@ -315,13 +315,20 @@ Deno.test("a kept prefix is no upload: its number holds ERROR; it outlives a res
   const [key] = await kept(dir);
   const held = (await Deno.stat(`${dir}/${RESUME_DIR}/${key}`)).size;
   assert.ok(held > 0 && held <= 2 * MiB + 512, `kept ${held} bytes`);
-  await using again = await startServer("server", { dir, extra: ["--resumable"] });
+  const metricsPort = freePort();
+  await using again = await startServer("server", {
+    dir,
+    extra: ["--resumable", "--metrics-port", String(metricsPort)],
+  });
   assert.doesNotMatch(again.proc.stderr, /accio-resume/, "start-up touched the kept prefixes");
   const resumed = await runClient(["--resume", "--named", "127.0.0.1", String(again.port), source]);
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stdout, new RegExp(`resumed at byte ${held}$`, "m"));
   assert.equal(await fileSha256(`${dir}/restart.bin`), await fileSha256(source));
   assert.deepEqual(await kept(dir), []);
+  // Only what came over this connection was received: the kept prefix is not counted again.
+  const scrape = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  assert.match(scrape, new RegExp(`^accio_received_bytes_total ${6 * MiB - held}$`, "m"), scrape);
 });
 
 Deno.test("a server stopped mid-upload and started again: the client's retries resume where it stopped", async () => {
