@@ -10,6 +10,10 @@
  * connection itself: `null` only after its FIN, an error after a reset, as in
  * plaintext; and an abort is a TCP reset (client) or a close (server).
  *
+ * Why backpressure holds the carrier and never pauses the TLS socket: after
+ * `pause()`/`resume()` Deno 2.9.6's `node:tls` can drop its `'end'`, and an
+ * upload read slower than it arrives (over about 256 KiB) then never ends.
+ *
  * @example
  * ```ts
  * import { connCarrier, TlsStream } from "./tls_stream.ts";
