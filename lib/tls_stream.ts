@@ -10,6 +10,10 @@
  * connection itself: `null` only after its FIN, an error after a reset, as in
  * plaintext; and an abort is a TCP reset (client) or a close (server).
  *
+ * Why backpressure holds the carrier and never pauses the TLS socket: after
+ * `pause()`/`resume()` Deno 2.9.6's `node:tls` can drop its `'end'`, and an
+ * upload read slower than it arrives (over about 256 KiB) then never ends.
+ *
  * @example
  * ```ts
  * import { connCarrier, TlsStream } from "./tls_stream.ts";
@@ -65,6 +69,10 @@ export interface Carrier {
   readonly closed: boolean;
   /** Called after every change of {@link ended}, {@link failure} or {@link closed}. */
   onChange: () => void;
+  /** Stops handing encrypted bytes to the TLS layer (the rest waits in the kernel), until {@link resume}. */
+  hold(): void;
+  /** Hands bytes on again after {@link hold}. */
+  resume(): void;
   /** Sends FIN after every byte written so far. */
   end(): Promise<void>;
   /** Aborts: a TCP reset where one can be sent, else a close. */
@@ -99,16 +107,18 @@ abstract class CarrierState {
 class NetCarrier extends CarrierState implements Carrier {
   readonly stream: Duplex;
   readonly #socket: net.Socket;
+  #held = false;
 
   constructor(socket: net.Socket) {
     super();
     this.#socket = socket;
     this.stream = new Duplex({
       allowHalfOpen: true,
-      read: () => void socket.resume(),
+      read: () => void (this.#held || socket.resume()),
       write: (chunk, _encoding, done) => void socket.write(chunk, done),
       // The TLS layer's own teardown must not hide the TCP end (FIN or reset) still to come.
       destroy: (error, done) => {
+        this.#held = false;
         socket.resume();
         done(error);
       },
@@ -122,6 +132,17 @@ class NetCarrier extends CarrierState implements Carrier {
     });
     socket.on("error", (error) => this.markFailed(error));
     socket.on("close", () => this.markClosed());
+  }
+
+  hold(): void {
+    this.#held = true;
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    if (!this.#held) return; // else it would undo the pause of the stream's own backpressure
+    this.#held = false;
+    this.#socket.resume();
   }
 
   end(): Promise<void> {
@@ -141,6 +162,7 @@ class ConnCarrier extends CarrierState implements Carrier {
   readonly stream: Duplex;
   readonly #conn: Deno.Conn;
   #reading = false;
+  #held = false;
 
   constructor(conn: Deno.Conn) {
     super();
@@ -154,6 +176,7 @@ class ConnCarrier extends CarrierState implements Carrier {
       // After the TLS layer is gone, reading goes on (discarding) to see the TCP end still to come.
       destroy: (error, done) => {
         done(error);
+        this.#held = false;
         void this.#pump();
       },
     });
@@ -164,7 +187,7 @@ class ConnCarrier extends CarrierState implements Carrier {
     if (this.#reading || this.closed) return;
     this.#reading = true;
     try {
-      for (;;) {
+      while (!this.#held) {
         const buffer = new Uint8Array(CONN_READ_BYTES);
         const n = await this.#conn.read(buffer);
         if (n === null) {
@@ -178,6 +201,16 @@ class ConnCarrier extends CarrierState implements Carrier {
     } finally {
       this.#reading = false;
     }
+  }
+
+  hold(): void {
+    this.#held = true;
+  }
+
+  resume(): void {
+    if (!this.#held) return; // else every call would read once more past the stream's own backpressure
+    this.#held = false;
+    void this.#pump();
   }
 
   async #writeAll(chunk: Uint8Array): Promise<void> {
@@ -265,7 +298,9 @@ export class TlsStream implements Socket {
     secure.on("data", (chunk: Uint8Array) => {
       this.#queue.push(chunk);
       this.#queued += chunk.length;
-      if (this.#queued >= QUEUE_LIMIT) secure.pause();
+      // Backpressure at the carrier: the TLS layer itself is never paused, as Deno 2.9.6's node:tls
+      // loses its 'end' after pause()/resume(), and an upload then never ends.
+      if (this.#queued >= QUEUE_LIMIT) carrier.hold();
       this.#notify();
     });
     secure.on("error", (error) => {
@@ -319,7 +354,7 @@ export class TlsStream implements Socket {
       n += take;
     }
     this.#queued -= n;
-    if (this.#queued < QUEUE_LIMIT && this.#tls.isPaused()) this.#tls.resume();
+    if (this.#queued < QUEUE_LIMIT) this.#carrier.resume();
     return n;
   }
 
