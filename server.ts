@@ -36,6 +36,12 @@ import {
   DEFAULT_RESUME_WINDOW_MS,
 } from "./lib/resume_store.ts";
 import { onStopSignals, surviveFileSizeLimit, surviveUncaughtErrors } from "./lib/signals.ts";
+import { checkWorkerOptions, MAX_WORKERS, parseWorkersOption, WorkerPool } from "./lib/worker_pool.ts";
+import { runServerWorker } from "./lib/server_worker.ts";
+import { isServerWorker, type OptionValues } from "./lib/worker_protocol.ts";
+
+/** One server in this thread, or several workers (`--workers N`). */
+type Serving = AccioServer | WorkerPool;
 
 const spec = {
   name: "server",
@@ -97,6 +103,11 @@ const spec = {
       valueName: "HOST",
       help: "address for the metrics (default 127.0.0.1)",
     },
+    workers: {
+      type: "string",
+      valueName: "N|auto",
+      help: `workers in this process on the same port (auto: one per CPU; at most ${MAX_WORKERS}; default 1)`,
+    },
     quiet: { type: "boolean", help: "log nothing but fatal errors" },
     verbose: { type: "boolean", help: "log every upload, not only failed ones" },
     forward: {
@@ -133,22 +144,32 @@ function resumeOptions(values: Record<string, string | boolean | undefined>) {
   };
 }
 
-await runCommand(spec, Deno.args, async (parsed) => {
-  try {
-    return await serve(parsed);
-  } finally {
-    await stderr.flush(1_000);
-  }
-});
+/** A worker's settings, from the same option values as the main thread's (see lib/server_worker.ts). */
+function workerSettings(values: OptionValues): Partial<ServerOptions> {
+  return { ...limits(values), ...resumeOptions(values), hashUploads: typeof values.log === "string" };
+}
+
+if (isServerWorker()) {
+  runServerWorker(workerSettings);
+} else {
+  await runCommand(spec, Deno.args, async (parsed) => {
+    try {
+      return await serve(parsed);
+    } finally {
+      await stderr.flush(1_000);
+    }
+  });
+}
 
 async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): Promise<number> {
   const port = parsePort(portText);
   const directory = await instanceDirectory(fileDir, values.instance);
   const metricsPort = optionalPort(values["metrics-port"]);
   const flags = forwardFlags(values);
+  const workers = checkWorkerOptions(parseWorkersOption(values.workers), values);
   const log = values.quiet ? () => {} : (line: string) => stderr.write(`server: ${line}`);
   surviveUncaughtErrors(log);
-  const started: { server?: AccioServer } = {};
+  const started: { server?: Serving } = {};
   installStopSignals(started, log);
   const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
   const forwarding = flags && await Forwarding.prepare(flags, directory);
@@ -156,19 +177,24 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
     ? undefined
     : new Metrics(() => started.server?.activeConnections ?? 0);
   const settings = limits(values);
-  const server = started.server = await AccioServer.start({
-    port,
-    directory,
-    ...settings,
-    ...resumeOptions(values),
-    hashUploads: uploadLog !== undefined,
-    numbers: forwarding?.numbers,
-    // The balancer's header comes first: every later gate then sees the real client.
-    gates: [...(settings.gates ?? []), ...(forwarding?.gates ?? [])],
-    onLog: log,
-    onUpload: reporter(log, Boolean(values.verbose), metrics, uploadLog, forwarding),
-  });
-  const source = metrics && { render: () => metrics.render() + (forwarding?.render() ?? "") };
+  const onUpload = reporter(log, Boolean(values.verbose), metrics, uploadLog, forwarding);
+  const server = started.server = workers > 1
+    ? await startWorkers(workers, values, port, directory, log, onUpload)
+    : await AccioServer.start({
+      port,
+      directory,
+      ...settings,
+      ...resumeOptions(values),
+      hashUploads: uploadLog !== undefined,
+      numbers: forwarding?.numbers,
+      // The balancer's header comes first: every later gate then sees the real client.
+      gates: [...(settings.gates ?? []), ...(forwarding?.gates ?? [])],
+      onLog: log,
+      onUpload,
+    });
+  const pool = server instanceof WorkerPool ? server : undefined;
+  const source = metrics &&
+    { render: () => metrics.render() + (forwarding?.render() ?? "") + (pool?.render() ?? "") };
   const metricsServer = source && await startMetrics(server, source, metricsPort!, values, log);
   const forwarded = forwarding && await startForwarding(forwarding, server, log, uploadLog);
   logListening(server, directory, log);
@@ -191,7 +217,7 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
  * Stops on SIGINT/SIGTERM: draining the server once `started` holds it, else at once. Installed before the
  * directory is opened: a stop during the start-up repair (kill-safe) exits 0 at once.
  */
-function installStopSignals(started: { server?: AccioServer }, log: (line: string) => void): void {
+function installStopSignals(started: { server?: Serving }, log: (line: string) => void): void {
   onStopSignals({
     graceful: () => started.server ? drain(started.server, log) : stopDuringStart(log),
     immediate: () => started.server ? started.server.close() : stopDuringStart(log),
@@ -204,7 +230,7 @@ function optionalPort(value: string | boolean | undefined): number | undefined {
 }
 
 /** The start-up line: where the server listens, and the first number it hands out. */
-function logListening(server: AccioServer, directory: string, log: (line: string) => void): void {
+function logListening(server: Serving, directory: string, log: (line: string) => void): void {
   log(
     `listening on ${formatAddress(server.addr)}, saving to ${directory} from ${
       server.directory.lastId + 1
@@ -214,7 +240,7 @@ function logListening(server: AccioServer, directory: string, log: (line: string
 
 async function startForwarding(
   forwarding: Forwarding,
-  server: AccioServer,
+  server: Serving,
   log: (line: string) => void,
   uploadLog: UploadLog | undefined,
 ): Promise<{ refused: Promise<unknown> }> {
@@ -235,7 +261,7 @@ async function startForwarding(
 }
 
 /** SIGQUIT once serving: stop accepting, finish what is in flight. */
-function drain(server: AccioServer, log: (line: string) => void): void {
+function drain(server: Serving, log: (line: string) => void): void {
   log(`stopping: no new connections, finishing ${server.activeConnections} in flight`);
   server.shutdown();
 }
@@ -278,6 +304,20 @@ function limits(values: ParsedArgs["values"]): Partial<ServerOptions> {
   };
 }
 
+/** `--workers N` above 1: the workers run this module too, and call {@link workerSettings}. */
+function startWorkers(
+  count: number,
+  values: OptionValues,
+  port: number,
+  directory: string,
+  log: (line: string) => void,
+  onUpload: (outcome: UploadOutcome) => void,
+): Promise<WorkerPool> {
+  const maxConnections = limits(values).maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const script = new URL(import.meta.url);
+  return WorkerPool.start({ script, count, port, directory, values, maxConnections, onLog: log, onUpload });
+}
+
 /** What happens as each upload ends: the stderr line, the metrics, the upload log. */
 function reporter(
   log: (line: string) => void,
@@ -285,7 +325,7 @@ function reporter(
   metrics: Metrics | undefined,
   uploadLog: UploadLog | undefined,
   forwarding: Forwarding | undefined,
-): (outcome: UploadOutcome) => void {
+): (outcome: UploadOutcome & { worker?: number }) => void {
   return (u) => {
     forwarding?.enqueue(u);
     if (u.outcome === "error") log(`${u.file} from ${u.peer}: ERROR: ${u.reason}`);
@@ -304,13 +344,14 @@ function reporter(
       durationMs: u.durationMs,
       outcome: u.outcome,
       reason: u.reason ?? null,
+      ...(u.worker === undefined ? {} : { worker: u.worker }),
     }).then((failure) => failure && log(failure));
   };
 }
 
 /** Starts the metrics responder; if it cannot bind, stops the server and says why. */
 async function startMetrics(
-  server: AccioServer,
+  server: Serving,
   metrics: MetricsSource,
   port: number,
   values: ParsedArgs["values"],

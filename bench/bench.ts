@@ -81,8 +81,9 @@ function lineUp(
   const nc = peers.nc ? ["nc"] : [];
   const all: Record<string, string[]> = {
     w1: ["accio", ...nc, "python", ...(peers.iperf3 ? ["iperf3"] : [])],
-    w2: ["accio", ...nc, "python"],
-    w3: ["accio", "python"],
+    // With workers: --workers 2 and auto beside the default 1, in the same run (issue 11).
+    w2: ["accio", "accio-w2", "accio-wauto", ...nc, "python"],
+    w3: ["accio", "accio-w2", "accio-wauto", "python"],
     w4: ["accio", "python"],
     w6: ["accio", ...(peers.rsync ? ["rsync"] : [])],
   };

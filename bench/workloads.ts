@@ -52,8 +52,17 @@ function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A server under test: Accio's or the Python seed-style one. */
-export type ServerProgram = "accio" | "python";
+/**
+ * A server under test: Accio's (`accio` is `--workers 1`, the default; `accio-w2` and `accio-wauto`
+ * are `--workers 2` and `--workers auto`) or the Python seed-style one.
+ */
+export type ServerProgram = "accio" | "accio-w2" | "accio-wauto" | "python";
+
+/** The Accio server's `--workers` for a bench program. */
+const WORKER_ARGS: Record<string, string[]> = {
+  "accio-w2": ["--workers", "2"],
+  "accio-wauto": ["--workers", "auto"],
+};
 interface Server {
   child: Child;
   port: number;
@@ -66,8 +75,8 @@ async function withServer<T>(
   body: (s: Server) => Promise<T>,
 ): Promise<T> {
   const [port] = freePorts(1);
-  await using child = program === "accio"
-    ? accio("server", [String(port), dir])
+  await using child = program.startsWith("accio")
+    ? accio("server", [...(WORKER_ARGS[program] ?? []), String(port), dir])
     : new Child("python3", ["-u", `${PEERS}seed_server.py`, String(port), dir], "python server");
   await child.untilStderr(/listening on/, START_MS);
   const result = await body({ child, port });

@@ -47,7 +47,27 @@ export interface AcceptLoopOptions {
   handle: (conn: Deno.Conn, context: ConnectionContext) => Promise<void>;
   /** Receives the throttled operational messages. Default: nothing. */
   onLog?: (message: string) => void;
+  /**
+   * Slots shared with the other workers' loops, over `limit` (see `shared_slots.ts`): an accepted
+   * connection waits for one before it is handled, as it would in the backlog.
+   *
+   * @default {undefined}
+   */
+  shared?: SharedLimit;
 }
+
+/** A connection limit over several accept loops (the workers of one server). */
+export interface SharedLimit {
+  /** Takes a slot if one is free. */
+  take(): boolean;
+  /** Gives a slot back. */
+  give(): void;
+  /** Resolves when a slot may be free, or after `timeoutMs`. */
+  freed(timeoutMs: number): Promise<void>;
+}
+
+/** How often a connection waiting for a shared slot checks for a stop, in ms. */
+const SHARED_WAIT_MS = 100;
 
 /** At most one line a second, so a burst of identical failures cannot flood the log; says how many it dropped. */
 class ThrottledLog {
@@ -181,6 +201,11 @@ export class AcceptLoop {
         this.backOff();
         continue;
       }
+      const { shared } = this.#options;
+      if (shared && !(await sharedSlot(shared, () => this.#stopping))) {
+        closeQuietly(conn); // stopping: like a connection left in the backlog
+        continue;
+      }
       this.#start(conn);
     }
     while (this.#handlers.size > 0) await Promise.all(this.#handlers);
@@ -193,6 +218,7 @@ export class AcceptLoop {
       if (released) return;
       released = true;
       this.#slots--;
+      this.#options.shared?.give();
       this.#wakeup.wake();
     };
     const handled: Promise<void> = Promise.resolve()
@@ -208,6 +234,15 @@ export class AcceptLoop {
       });
     this.#handlers.add(handled);
   }
+}
+
+/** Waits for a slot of the whole server (one accepted connection per loop waits at most); false once stopping. */
+async function sharedSlot(shared: SharedLimit, stopping: () => boolean): Promise<boolean> {
+  while (!stopping()) {
+    if (shared.take()) return true;
+    await shared.freed(SHARED_WAIT_MS);
+  }
+  return false;
 }
 
 /** Errors of accept() that mean only that this one peer has already gone. */

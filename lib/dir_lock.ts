@@ -55,6 +55,33 @@ export async function lockDirectory(path: string): Promise<DirectoryLock> {
     handle.close();
     throw problem("another server is using it (it is locked); stop that one first");
   }
+  return heldLock(handle);
+}
+
+/**
+ * A descriptor on a directory that this process has already locked (a
+ * worker of the server whose main thread holds the lock): the same
+ * {@link DirectoryLock.sync}, and no second `flock`, which would conflict with
+ * the first even within one process.
+ *
+ * @example
+ * ```ts
+ * import { openLockedDirectory } from "./dir_lock.ts";
+ * const held = await openLockedDirectory("/save");
+ * await held.sync();
+ * held.release(); // closes the descriptor only; the main thread's lock stays
+ * ```
+ * @throws {FileError} when the directory cannot be opened.
+ */
+export async function openLockedDirectory(path: string): Promise<DirectoryLock> {
+  try {
+    return heldLock(await Deno.open(path, { read: true }));
+  } catch (error) {
+    throw new FileError(`cannot use directory "${path}": cannot open it: ${describeError(error)}`);
+  }
+}
+
+function heldLock(handle: Deno.FsFile): DirectoryLock {
   let held = true;
   return {
     async sync() {

@@ -11,13 +11,30 @@
  */
 import { ConnectionError, describeError } from "./errors.ts";
 
+/** Options of {@link listenAll}. */
+export interface ListenOptions {
+  /**
+   * Share the port with the other listeners of this process that set it too
+   * (`SO_REUSEPORT`, Linux: the kernel spreads connections over them; needs
+   * `--unstable-net` in Deno 2.9).
+   *
+   * @default {false}
+   */
+  reusePort?: boolean;
+}
+
 /**
  * Listens on `port` on all interfaces, or on `hostname` when given.
  *
  * @throws {ConnectionError} saying why the port cannot be bound.
  */
-export function listenAll(port: number, hostname?: string): Deno.TcpListener {
-  const attempt = (host: string) => Deno.listen({ hostname: host, port, transport: "tcp" });
+export function listenAll(
+  port: number,
+  hostname?: string,
+  { reusePort }: ListenOptions = {},
+): Deno.TcpListener {
+  const attempt = (host: string) =>
+    Deno.listen({ hostname: host, port, transport: "tcp", ...(reusePort ? { reusePort } : {}) });
   try {
     if (hostname !== undefined) return attempt(hostname);
     try {

@@ -19,7 +19,7 @@
  * ```
  * @module
  */
-import { AcceptLoop, type ConnectionContext } from "./accept_loop.ts";
+import { AcceptLoop, type ConnectionContext, type SharedLimit } from "./accept_loop.ts";
 import { describeError } from "./errors.ts";
 import { listenAll } from "./listen.ts";
 import {
@@ -68,6 +68,22 @@ export interface ServerOptions extends SessionOptions {
   onUpload?: (outcome: UploadOutcome) => void;
   /** Called with operational messages (accept failures, refusals, repairs). */
   onLog?: (message: string) => void;
+  /**
+   * This server is one worker of several in one process (`worker_pool.ts`): it
+   * listens with `reusePort`, takes its connection slots from the whole
+   * server's, and uses the directory that the main thread holds.
+   *
+   * @default {undefined}
+   */
+  worker?: WorkerShare;
+}
+
+/** What a worker shares with the rest of its server (see {@link ServerOptions.worker}). */
+export interface WorkerShare {
+  /** The whole server's connection slots. */
+  slots: SharedLimit;
+  /** Records a number no `N.file` will show, through the main thread's one writer of `.accio.numbers`. */
+  recordGone(id: number): Promise<void>;
 }
 
 /** Default for {@link ServerOptions.maxConnections}. */
@@ -99,6 +115,7 @@ export class AccioServer {
       limit: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
       handle: (conn, context) => this.#serve(conn, context),
       onLog: options.onLog,
+      shared: options.worker?.slots,
     });
     this.finished = this.#loop.finished.finally(() => {
       resumeStore?.close();
@@ -117,12 +134,13 @@ export class AccioServer {
     const directory = await UploadDirectory.open(options.directory, report, {
       names: allowNames,
       numbers: options.numbers,
+      attach: options.worker,
     });
     let listener: Deno.TcpListener;
     let resumeStore: ResumeStore | undefined;
     try {
       resumeStore = options.resumable ? await openResumeStore(options) : undefined;
-      listener = listenAll(options.port, options.hostname);
+      listener = listenAll(options.port, options.hostname, { reusePort: options.worker !== undefined });
     } catch (error) {
       resumeStore?.close();
       directory.close();
@@ -186,8 +204,16 @@ function openResumeStore(options: ServerOptions): Promise<ResumeStore> {
   });
 }
 
-/** Says what the start-up repair of the directory found. */
-function logRepairs(report: OpenReport, log: (message: string) => void): void {
+/**
+ * Says what the start-up repair of the directory found.
+ *
+ * @example
+ * ```ts
+ * import { logRepairs } from "./server.ts";
+ * logRepairs({ recovered: [7] }, console.error); // recorded ERROR for uploads cut off by an earlier run: 7.file
+ * ```
+ */
+export function logRepairs(report: OpenReport, log: (message: string) => void): void {
   for (const note of report.notes ?? []) log(note);
   if (report.recovered.length > 0) {
     log(

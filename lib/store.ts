@@ -108,8 +108,9 @@ export function offersRetries(upload: StoredUpload): upload is RetryableUpload {
  * creation leaves to the next attempt, so that numbers have no gaps.
  *
  * {@link LocalNumbers}, a counter in memory, serves one process. A source
- * shared by several workers would hand out each number once in `next()`,
- * and its store would then record `ERROR` for a number whose creation failed.
+ * shared by several workers (`SharedNumbers`, `shared_numbers.ts`) hands out
+ * each number once in `next()`; a store whose creation failed gives the number
+ * back with {@link release}, for the next upload in any worker.
  */
 export interface NumberSource {
   /** The number for the next upload. */
@@ -118,6 +119,8 @@ export interface NumberSource {
   observe(id: number): void;
   /** The highest number in use. */
   readonly highest: number;
+  /** Gives back a number from {@link next} that no upload got (a source whose `next()` claims). */
+  release?(id: number): void;
 }
 
 /**

@@ -32,7 +32,7 @@
  * ```
  * @module
  */
-import { type DirectoryLock, lockDirectory } from "./dir_lock.ts";
+import { type DirectoryLock, lockDirectory, openLockedDirectory } from "./dir_lock.ts";
 import { describeError, FileError } from "./errors.ts";
 import { HeldDirectory } from "./held_dir.ts";
 import { ERROR_CONTENT, PartFile, removeQuietly, writeFully } from "./part_file.ts";
@@ -119,6 +119,22 @@ async function recordError(dir: string, id: number): Promise<void> {
   }
 }
 
+/**
+ * Records number `id`, which no upload got, as `ERROR` in the upload
+ * directory `dir`: a shared numbering's given-back number below one handed
+ * out, when the server stops (so the record has no gap). Never replaces a file.
+ *
+ * @example
+ * ```ts
+ * import { recordUnusedNumber } from "./upload_dir.ts";
+ * await recordUnusedNumber("/save", 7); // /save/7.file = ERROR
+ * ```
+ * @throws {FileError} when `id`'s file exists already; other errors when it cannot be written.
+ */
+export function recordUnusedNumber(dir: string, id: number): Promise<void> {
+  return recordError(dir, id);
+}
+
 /** What {@link UploadDirectory.open} found and repaired. */
 export interface OpenReport {
   /** Numbers of uploads cut off by an earlier run, now recorded as `ERROR`. */
@@ -141,6 +157,15 @@ export interface OpenOptions {
    * @default {new LocalNumbers()}
    */
   numbers?: NumberSource;
+  /**
+   * Open it as a worker of a server whose main thread has opened it already
+   * (locked, repaired, numbered): no second lock, no repair, and numbers no
+   * `N.file` will show are recorded by `recordGone` (the main thread's one
+   * writer of `.accio.numbers`).
+   *
+   * @default {undefined}
+   */
+  attach?: { recordGone(id: number): Promise<void> };
 }
 
 /** The directory uploads are saved in. Held (locked) until {@link UploadDirectory.close}. */
@@ -151,19 +176,17 @@ export class UploadDirectory implements Store {
   #creating: Promise<unknown> = Promise.resolve();
   readonly #lock: DirectoryLock;
   readonly #root: HeldDirectory | undefined;
-  #gone = 0;
+  #gone: number;
   #recording: Promise<unknown> = Promise.resolve();
+  readonly #recordGoneElsewhere: ((id: number) => Promise<void>) | undefined;
 
-  private constructor(
-    path: string,
-    numbers: NumberSource,
-    lock: DirectoryLock,
-    root: HeldDirectory | undefined,
-  ) {
+  private constructor(path: string, held: Held) {
     this.path = path;
-    this.#numbers = numbers;
-    this.#lock = lock;
-    this.#root = root;
+    this.#numbers = held.numbers;
+    this.#lock = held.lock;
+    this.#root = held.root;
+    this.#gone = held.gone;
+    this.#recordGoneElsewhere = held.recordGoneElsewhere;
   }
 
   /**
@@ -184,17 +207,20 @@ export class UploadDirectory implements Store {
       new FileError(`cannot use directory "${path}": ${what}${error ? `: ${describeError(error)}` : ""}`);
     await checkDirectory(path, problem);
     // Before anything is repaired: another server's temporary files are uploads in flight.
-    const lock = await lockDirectory(path);
+    const lock = await (options.attach ? openLockedDirectory(path) : lockDirectory(path));
     let root: HeldDirectory | undefined;
     try {
-      await probeWritable(path, problem);
       const numbers = options.numbers ?? new LocalNumbers();
-      const gone = await readGone(path, problem);
-      numbers.observe(Math.max(gone, await scanAndRepair(path, report, problem)));
+      // A worker's directory was repaired and numbered by the main thread, which holds the lock.
+      const gone = options.attach ? 0 : await repairAndNumber(path, report, numbers, problem);
       if (options.names) root = await holdRoot(path);
-      const directory = new UploadDirectory(path, numbers, lock, root);
-      directory.#gone = gone;
-      return directory;
+      return new UploadDirectory(path, {
+        numbers,
+        lock,
+        root,
+        gone,
+        recordGoneElsewhere: options.attach?.recordGone,
+      });
     } catch (error) {
       root?.close();
       lock.release();
@@ -223,7 +249,10 @@ export class UploadDirectory implements Store {
   }
 
   async #create(id: number): Promise<UploadFile> {
-    const temporary = await createPart(this.path, id);
+    const temporary = await createPart(this.path, id).catch((error) => {
+      this.#numbers.release?.(id); // a shared source claimed it: another upload takes it, no gap
+      throw error;
+    });
     this.#numbers.observe(id);
     return new UploadFile(id, temporary.file, {
       directory: this.path,
@@ -242,6 +271,7 @@ export class UploadDirectory implements Store {
    * @throws {FileError} when the record cannot be written.
    */
   recordGone(id: number): Promise<void> {
+    if (this.#recordGoneElsewhere) return this.#recordGoneElsewhere(id);
     const written = this.#recording.then(async () => {
       if (id <= this.#gone) return;
       await writeGone(this.path, id);
@@ -260,6 +290,29 @@ export class UploadDirectory implements Store {
 }
 
 type Problem = (what: string, error?: unknown) => FileError;
+
+/** What an {@link UploadDirectory} holds besides its path. */
+interface Held {
+  numbers: NumberSource;
+  lock: DirectoryLock;
+  root: HeldDirectory | undefined;
+  /** The number recorded in {@link NUMBERS_NAME}. */
+  gone: number;
+  recordGoneElsewhere: ((id: number) => Promise<void>) | undefined;
+}
+
+/** The start-up of the directory's owner: probe, repair, and numbering after the highest held; returns the recorded gone number. */
+async function repairAndNumber(
+  path: string,
+  report: OpenReport,
+  numbers: NumberSource,
+  problem: Problem,
+): Promise<number> {
+  await probeWritable(path, problem);
+  const gone = await readGone(path, problem);
+  numbers.observe(Math.max(gone, await scanAndRepair(path, report, problem)));
+  return gone;
+}
 
 /** Throws `problem(...)` unless `path` is a directory. */
 async function checkDirectory(path: string, problem: Problem): Promise<void> {
