@@ -823,20 +823,28 @@ Deno.test({
     const baseline = await rssKiB("VmRSS");
     const trickling: { conn: Deno.TcpConn; tag: Uint8Array; sent: number }[] = [];
     let ticking = true;
-    const ticker = (async () => {
-      while (ticking) {
-        await delay(1_000);
-        await Promise.all(trickling.map(async (peer) => {
-          await sendAll(peer.conn, new Uint8Array([peer.sent++ & 0xff]));
-        }));
-      }
-    })();
+    // Each peer trickles on its own clock: one peer whose byte waits behind its burst must not hold
+    // back every other peer's byte past the server's idle timeout. A failed send is kept, not thrown,
+    // so it fails this test with its reason instead of ending the whole file as an uncaught rejection.
+    const tickFailures: string[] = [];
+    const tickers: Promise<void>[] = [];
+    const startTicking = (peer: (typeof trickling)[number]) =>
+      tickers.push(
+        (async () => {
+          while (ticking) {
+            await delay(1_000);
+            if (ticking) await sendAll(peer.conn, new Uint8Array([peer.sent++ & 0xff]));
+          }
+        })().catch((error) => void tickFailures.push(String(error))),
+      );
     const started = performance.now();
     await pool(peers, 50, async (i) => {
       const tag = enc(`burst-${String(i).padStart(6, "0")}:`);
       const upload = await openUpload(server.port, tag);
       await sendAll(upload.conn, burst);
-      trickling.push({ conn: upload.conn, tag, sent: 0 });
+      const peer = { conn: upload.conn, tag, sent: 0 };
+      trickling.push(peer);
+      startTicking(peer);
     });
     const burstMs = performance.now() - started;
     // Every burst has reached the server's files; then at least two trickled bytes each.
@@ -865,7 +873,8 @@ Deno.test({
     const trickleRss = await rssKiB("VmRSS");
     const peak = await rssKiB("VmHWM");
     ticking = false;
-    await ticker;
+    await Promise.all(tickers);
+    assert.deepEqual(tickFailures, [], "a trickling peer's byte could not be sent");
     const perPeer = (trickleRss - baseline) / peers;
     console.log(
       `burst-then-trickle: RSS ${(baseline / 1024).toFixed(0)} MiB -> ${
