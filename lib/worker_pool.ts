@@ -27,6 +27,7 @@
  * @module
  */
 import { AccioError, describeError, UsageError } from "./errors.ts";
+import { listenAll } from "./listen.ts";
 import { metricFamily } from "./metrics.ts";
 import { logRepairs } from "./server.ts";
 import { SharedNumbers } from "./shared_numbers.ts";
@@ -109,10 +110,18 @@ export class WorkerPool {
    * Opens the directory (lock, repair, numbering), starts the workers and
    * waits until each listens.
    *
-   * @throws {FileError} for an unusable directory; {AccioError} with the worker's reason when one cannot start.
+   * @throws {FileError} for an unusable directory; {ConnectionError} when the port is taken; {AccioError} with the worker's reason when one cannot start.
    */
   static async start(options: WorkerPoolOptions): Promise<WorkerPool> {
     const held = await hold(options);
+    try {
+      // reusePort listeners of one user share a port silently: a plain bind first fails, as one
+      // server's would, when another server (with workers or not) already listens there.
+      listenAll(options.port).close();
+    } catch (error) {
+      held.directory.close();
+      throw error;
+    }
     const threads = Array.from({ length: options.count }, (_, i) =>
       new WorkerThread(options.script, i + 1, {
         onLog: options.onLog,

@@ -120,6 +120,19 @@ Deno.test("--workers 2: a restart continues after the highest number", async () 
   assert.deepEqual(await Deno.readFile(`${dir}/40.file`), payload(119));
 });
 
+Deno.test("--workers 2: a second server on the same port is refused, as without workers (no silent sharing)", async () => {
+  await using first = await startServer("server", { extra: ["--workers", "2"] });
+  for (const workers of ["2", "1"]) {
+    const second = spawnProgram("server", ["--workers", workers, String(first.port), await tempDir()]);
+    const status = await second.wait(20_000);
+    assert.deepEqual(status.code, 1, `--workers ${workers}: the second server started`);
+    assert.match(second.stderr, /^ERROR: cannot listen on port \d+: the port is already in use/m);
+  }
+  // The first one still holds every connection.
+  await pool(10, 5, (i) => rawUpload(first.port, payload(i)));
+  assert.deepEqual((await listDir(first.dir)).length, 10);
+});
+
 /** Starts `count` uploads that send their first bytes and then wait; returns their connections. */
 async function busyUploads(port: number, count: number): Promise<Deno.TcpConn[]> {
   return await Promise.all(Array.from({ length: count }, async () => {
