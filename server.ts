@@ -23,6 +23,9 @@ import { forwardFlags, Forwarding } from "./lib/forwarding.ts";
 import { formatAddress } from "./lib/listen.ts";
 import { parsePort } from "./lib/port.ts";
 import { proxyProtocolGate } from "./lib/proxy_gate.ts";
+import { addressLimitGate } from "./lib/address_gate.ts";
+import { AddressLimit } from "./lib/address_limit.ts";
+import type { Gate } from "./lib/upload_session.ts";
 import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
 import {
   AccioServer,
@@ -57,6 +60,12 @@ const spec = {
       type: "string",
       valueName: "N",
       help: `uploads served at once; more wait in the backlog (default ${DEFAULT_MAX_CONNECTIONS})`,
+    },
+    "max-per-address": {
+      type: "string",
+      valueName: "N",
+      help: "connections at once from one client address (the PROXY header's with --proxy-protocol); " +
+        "more are refused before accio (default: no limit)",
     },
     "max-size": { type: "string", valueName: "BYTES", help: "largest upload, e.g. 4G (default: no limit)" },
     "max-header": {
@@ -286,12 +295,23 @@ async function instanceDirectory(fileDir: string, instance: unknown): Promise<st
   return directory;
 }
 
+/** The gates before a number, in order: the balancer's header first, so later ones see the real client. */
+function admissionGates(values: ParsedArgs["values"], idleTimeoutMs: number): Gate[] {
+  const gates: Gate[] = [];
+  if (values["proxy-protocol"]) gates.push(proxyProtocolGate({ timeoutMs: idleTimeoutMs }));
+  if (values["max-per-address"] !== undefined) {
+    const max = parseIntegerOption("max-per-address", values["max-per-address"], 0, { min: 1 });
+    gates.push(addressLimitGate(new AddressLimit(max)));
+  }
+  return gates;
+}
+
 /** The per-connection settings from the command line. */
 function limits(values: ParsedArgs["values"]): Partial<ServerOptions> {
   const idleTimeoutMs = parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS);
   return {
     idleTimeoutMs,
-    gates: values["proxy-protocol"] ? [proxyProtocolGate({ timeoutMs: idleTimeoutMs })] : [],
+    gates: admissionGates(values, idleTimeoutMs),
     handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
     maxConnections: parseIntegerOption("max-connections", values["max-connections"], DEFAULT_MAX_CONNECTIONS),
     maxUploadBytes: parseIntegerOption("max-size", values["max-size"], Infinity, { min: 0, units: true }),

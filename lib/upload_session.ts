@@ -59,6 +59,8 @@ export interface Arrival {
   readonly startedAt: Date;
   /** Aborted when the server stops at once: the connection is then closed under the gate. */
   readonly signal: AbortSignal;
+  /** Run once the connection's session has ended, however: where a gate gives back what it took. */
+  readonly atEnd: (() => void)[];
 }
 
 /**
@@ -253,7 +255,22 @@ export async function runSession(
     peer: formatAddress(raw.remoteAddr),
     startedAt: new Date(),
     signal: context.signal,
+    atEnd: [],
   };
+  try {
+    return await admitAndServe(arrival, store, settings, context);
+  } finally {
+    for (const release of arrival.atEnd) release();
+  }
+}
+
+/** The gates, then a number, then the upload. */
+async function admitAndServe(
+  arrival: Arrival,
+  store: Store,
+  settings: SessionSettings,
+  context: SessionContext,
+): Promise<SessionEnd> {
   try {
     await admit(arrival, settings.gates);
   } catch (error) {
