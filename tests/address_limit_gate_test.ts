@@ -35,9 +35,10 @@ Deno.test("--max-per-address 2: a third connection from one address is refused b
   await refusedBeforeGreeting(server.port);
   await waitFor(
     () =>
-      /refused a connection from 127\.0\.0\.1:\d+: 127\.0\.0\.1 already holds 2 connections \(--max-per-address 2\)/.test(
-        server.proc.stderr,
-      ),
+      /refused a connection from 127\.0\.0\.1:\d+: 127\.0\.0\.1 already holds 2 connections \(--max-per-address 2\)/
+        .test(
+          server.proc.stderr,
+        ),
     5_000,
     "the refusal's log line",
   );
