@@ -56,6 +56,6 @@ export function proxyProtocolGate(options: ProxyGateOptions): Gate {
     if (header.command === "local") {
       throw new NotAnUploadError("PROXY protocol LOCAL connection (health check)");
     }
-    arrival.peer = clientAddress(header, arrival.conn.remoteAddr);
+    arrival.peer = clientAddress(header, arrival.remoteAddr);
   };
 }

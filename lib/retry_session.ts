@@ -19,7 +19,7 @@
  * ```ts
  * import { RetrySession } from "./retry_session.ts";
  * import type { StoredUpload } from "./store.ts";
- * declare const upload: StoredUpload, conn: Deno.Conn;
+ * declare const upload: StoredUpload, conn: Socket;
  * const session = RetrySession.for({ name: "a.bin", length: 3, sha256: "ab".repeat(32), resume: true });
  * const prefixHash = await session?.begin(upload, conn, { earlyBytes: 0, timeoutMs: 10_000, maxBytes: Infinity });
  * ```
@@ -31,7 +31,7 @@ import { isNamedVerified, REASON_BUSY, type UploadHeaders } from "./headers.ts";
 import { existsError, mayBeStored } from "./idempotent.ts";
 import { formatOffsetLine } from "./resume_offset.ts";
 import { ResumeStore } from "./resume_store.ts";
-import { writeAll } from "./socket_io.ts";
+import { type Socket, writeAll } from "./socket_io.ts";
 import { offersRetries, type RetryableUpload, type StoredUpload } from "./store.ts";
 
 /** Where the connection stands when {@link RetrySession.begin} runs. */
@@ -97,7 +97,7 @@ export class RetrySession {
    *
    * @throws {ProtocolError} {LimitError} refusals, said in the receipt.
    */
-  async begin(upload: StoredUpload, conn: Deno.Conn, context: BeginContext): Promise<Hash | undefined> {
+  async begin(upload: StoredUpload, conn: Socket, context: BeginContext): Promise<Hash | undefined> {
     this.#upload = upload;
     this.#retryable = offersRetries(upload) ? upload : undefined;
     const { name, length, resume } = this.#headers;

@@ -23,7 +23,7 @@
  * ```
  * @module
  */
-import { closeQuietly, type Socket, writeAll } from "./socket_io.ts";
+import { closeQuietly, type DuplexSocket, type Socket, writeAll } from "./socket_io.ts";
 
 /** Longest lingering close after an error line, in ms (also never longer than the idle timeout). */
 export const LINGER_MS = 2_000;
@@ -49,7 +49,7 @@ export function errorLine(reason: string): Uint8Array {
 /** A server-side connection whose reads can be interrupted without closing it. */
 export class ServerConn implements Socket {
   /** The underlying connection. */
-  readonly conn: Deno.Conn;
+  readonly conn: DuplexSocket;
   /** A read the runtime still holds (it fills its buffer when data comes, even after an interrupt). */
   #outstanding: Promise<number | null> | undefined;
   #cancel: ((error: Error) => void) | undefined;
@@ -57,7 +57,7 @@ export class ServerConn implements Socket {
   #writing = 0;
 
   /** Wraps `conn`. */
-  constructor(conn: Deno.Conn) {
+  constructor(conn: DuplexSocket) {
     this.conn = conn;
   }
 

@@ -25,6 +25,12 @@ export interface Socket {
   close(): void;
 }
 
+/** A socket that can also half-close: `Deno.Conn`, the client's `TcpSocket`, a `TlsStream`. */
+export interface DuplexSocket extends Socket {
+  /** Sends end of stream after everything written; reading goes on. */
+  closeWrite(): Promise<void>;
+}
+
 /** Closes a socket that may already be closed. */
 export function closeQuietly(socket: { close(): void }): void {
   try {

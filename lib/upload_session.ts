@@ -43,7 +43,7 @@ import { parseHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
 import { formatAddress } from "./listen.ts";
 import { type ByteSink, greet, receiveFile } from "./receiver.ts";
 import { LINGER_MS, ServerConn, SHUTDOWN_LINGER_MS } from "./server_conn.ts";
-import { closeQuietly, writeAll } from "./socket_io.ts";
+import { closeQuietly, type DuplexSocket, writeAll } from "./socket_io.ts";
 import type { Store, StoredUpload } from "./store.ts";
 import { checkName } from "./upload_name.ts";
 import type { ResumeStore } from "./resume_store.ts";
@@ -52,7 +52,9 @@ import { ALREADY_STORED, RetrySession } from "./retry_session.ts";
 /** A new connection, before it has a number. */
 export interface Arrival {
   /** The connection. A gate may replace it (a TLS gate, with the decrypted one). */
-  conn: Deno.Conn;
+  conn: DuplexSocket;
+  /** The accepted TCP connection's remote address (the balancer's, behind one). */
+  readonly remoteAddr: Deno.Addr;
   /** The client's address, `host:port`, as logged. A gate may replace it (the PROXY protocol's source). */
   peer: string;
   /** When the connection was accepted. */
@@ -252,6 +254,7 @@ export async function runSession(
 ): Promise<SessionEnd> {
   const arrival: Arrival = {
     conn: raw,
+    remoteAddr: raw.remoteAddr,
     peer: formatAddress(raw.remoteAddr),
     startedAt: new Date(),
     signal: context.signal,
