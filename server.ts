@@ -200,6 +200,7 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
       gates: [...(settings.gates ?? []), ...(forwarding?.gates ?? [])],
       onLog: log,
       onUpload,
+      onRefused: (refusal) => metrics?.recordRefusal(refusal.kind),
     });
   const pool = server instanceof WorkerPool ? server : undefined;
   const source = metrics &&

@@ -50,7 +50,9 @@ export function addressLimitGate(limit: AddressLimit): Gate {
     const release = limit.tryAcquire(addressKey(host));
     if (release === undefined) {
       const connections = `${limit.max} connection${limit.max === 1 ? "" : "s"}`;
-      throw new LimitError(`${host} already holds ${connections} (--max-per-address ${limit.max})`);
+      throw new LimitError(`${host} already holds ${connections} (--max-per-address ${limit.max})`, {
+        refusal: "address-limit",
+      });
     }
     arrival.atEnd.push(release);
     return Promise.resolve();

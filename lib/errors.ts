@@ -19,6 +19,8 @@ export const EXIT_USAGE = 2;
 export interface AccioErrorOptions extends ErrorOptions {
   /** Overrides the class's {@link AccioError.transient} for this one error. */
   transient?: boolean;
+  /** Refused before a number: what metrics count it as (`accio_refused_total{reason}`); see {@link refusalKind}. */
+  refusal?: string;
 }
 
 /** Base of every error Accio reports to the user; `message` is shown after `ERROR: `. */
@@ -31,11 +33,14 @@ export class AccioError extends Error {
    * and connection failures are, by default; everything else is not.
    */
   readonly transient: boolean;
+  /** For a connection refused before a number: the label it is counted under, when given. */
+  readonly refusal?: string;
   /** `message` is what follows `ERROR: `; `options.cause` keeps the underlying error. */
   constructor(message: string, options?: AccioErrorOptions) {
     super(message, options);
     this.name = new.target.name;
     this.transient = options?.transient ?? new.target.transientByDefault;
+    if (options?.refusal !== undefined) this.refusal = options.refusal;
   }
 
   /** The default of {@link AccioError.transient} for errors of this class. */
@@ -113,3 +118,24 @@ export function describeError(error: unknown): string {
  * closed at once): refused before it got a number, and not logged.
  */
 export class NotAnUploadError extends AccioError {}
+
+/**
+ * The label a connection refused before it got a number is counted under:
+ * the error's own {@link AccioError.refusal}, else one by its class.
+ *
+ * @example
+ * ```ts
+ * import { LimitError, refusalKind } from "./errors.ts";
+ * refusalKind(new LimitError("too many", { refusal: "address-limit" })); // "address-limit"
+ * refusalKind(new Error("boom")); // "other"
+ * ```
+ */
+export function refusalKind(error: unknown): string {
+  if (error instanceof AccioError && error.refusal !== undefined) return error.refusal;
+  if (error instanceof TimeoutError) return "timeout";
+  if (error instanceof ProtocolError) return "protocol";
+  if (error instanceof LimitError) return "limit";
+  if (error instanceof ConnectionError) return "connection";
+  if (error instanceof FileError) return "file";
+  return "other";
+}

@@ -110,7 +110,9 @@ export class Forwarding {
     const seeded = this.#seeded.promise;
     this.gates = [async () => {
       await seeded;
-      if (await disk.nearlyFull()) throw new FileError(`disk nearly full under ${fileDir}`);
+      if (await disk.nearlyFull()) {
+        throw new FileError(`disk nearly full under ${fileDir}`, { refusal: "disk-full" });
+      }
     }];
   }
 

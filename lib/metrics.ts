@@ -52,6 +52,7 @@ export class Metrics {
   readonly #buckets = DURATION_BUCKETS.map(() => 0);
   #durationCount = 0;
   #durationSum = 0;
+  readonly #refused = new Map<string, number>();
   readonly #active: () => number;
 
   /** Starts from zero; `active` reads the number of connections in progress when rendering. */
@@ -72,6 +73,11 @@ export class Metrics {
     this.#durationSum += seconds;
   }
 
+  /** Records one connection refused before it got a number, under its label (`address-limit`, ...). */
+  recordRefusal(kind: string): void {
+    this.#refused.set(kind, (this.#refused.get(kind) ?? 0) + 1);
+  }
+
   /** The Prometheus text exposition. */
   render(): string {
     const active = this.#active();
@@ -90,6 +96,12 @@ export class Metrics {
         `accio_uploads_total{outcome="saved"} ${this.#uploads.saved}`,
         `accio_uploads_total{outcome="error"} ${this.#uploads.error}`,
       ]),
+      ...metricFamily(
+        "accio_refused_total",
+        "counter",
+        "Connections refused before they got a number, by reason.",
+        [...this.#refused].sort().map(([kind, count]) => `accio_refused_total{reason="${kind}"} ${count}`),
+      ),
       ...metricFamily(histogram, "histogram", "Connection durations.", [
         ...DURATION_BUCKETS.map((bound, i) => `${histogram}_bucket{le="${bound}"} ${this.#buckets[i]}`),
         `${histogram}_bucket{le="+Inf"} ${this.#durationCount}`,

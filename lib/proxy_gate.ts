@@ -50,7 +50,10 @@ export function proxyProtocolGate(options: ProxyGateOptions): Gate {
     } catch (error) {
       // Keep the error's kind (timeout, protocol, connection); the log line adds the balancer's address.
       if (error instanceof AccioError) throw error;
-      throw new ProtocolError(`bad PROXY protocol header: ${describeError(error)}`, { cause: error });
+      throw new ProtocolError(`bad PROXY protocol header: ${describeError(error)}`, {
+        cause: error,
+        refusal: "proxy-protocol",
+      });
     }
     if (header === null) throw new NotAnUploadError("closed before a PROXY protocol header");
     if (header.command === "local") {

@@ -66,6 +66,8 @@ export interface ServerOptions extends SessionOptions {
   resumeMaxBytes?: number;
   /** Called once per numbered connection when it ends: the place for what follows a commit. */
   onUpload?: (outcome: UploadOutcome) => void;
+  /** Called for each connection refused before it got a number (a health check excepted), after its log line. */
+  onRefused?: (refusal: Refusal) => void;
   /** Called with operational messages (accept failures, refusals, repairs). */
   onLog?: (message: string) => void;
   /**
@@ -86,6 +88,16 @@ export interface WorkerShare {
   recordGone(id: number): Promise<void>;
 }
 
+/** A connection refused before it got a number: who, why, and the label metrics count it under. */
+export interface Refusal {
+  /** The client's address, `host:port` (the PROXY header's, behind a balancer). */
+  peer: string;
+  /** Why, as logged. */
+  reason: string;
+  /** The label: `address-limit`, `disk-full`, `shortage`, `timeout`, `protocol`, ... */
+  kind: string;
+}
+
 /** Default for {@link ServerOptions.maxConnections}. */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
 
@@ -102,6 +114,7 @@ export class AccioServer {
   readonly #session: SessionSettings;
   readonly #onUpload: (outcome: UploadOutcome) => void;
   readonly #onLog: (message: string) => void;
+  readonly #onRefused: (refusal: Refusal) => void;
   #uploads = 0;
 
   private constructor(listener: Deno.TcpListener, directory: UploadDirectory, options: ServerOptions) {
@@ -110,6 +123,7 @@ export class AccioServer {
     this.#session = sessionSettings(options);
     const { resumeStore } = this.#session;
     this.#onUpload = options.onUpload ?? (() => {});
+    this.#onRefused = options.onRefused ?? (() => {});
     this.#onLog = options.onLog ?? (() => {});
     this.#loop = new AcceptLoop(listener, {
       limit: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
@@ -180,6 +194,7 @@ export class AccioServer {
     if (!end.numbered) {
       if (end.quiet) return;
       this.#loop.logThrottled(`refused a connection from ${end.peer}: ${end.reason}`);
+      this.#onRefused({ peer: end.peer, reason: end.reason, kind: end.kind });
       if (end.shortage) this.#loop.backOff();
       return;
     }

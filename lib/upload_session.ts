@@ -37,7 +37,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
-import { AccioError, describeError, NotAnUploadError, ProtocolError } from "./errors.ts";
+import { AccioError, describeError, NotAnUploadError, ProtocolError, refusalKind } from "./errors.ts";
 import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode } from "./handshake.ts";
 import { parseHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
 import { formatAddress } from "./listen.ts";
@@ -201,6 +201,8 @@ export type SessionEnd =
     peer: string;
     /** Why it was refused. */
     reason: string;
+    /** What it is counted as: the error's `refusal` label, or its class's (`errors.ts`'s `refusalKind`). */
+    kind: string;
     /** The store could not create the upload (descriptors or disk exhausted): accepting should pause. */
     shortage: boolean;
     /** It was no upload ({@link NotAnUploadError}: a health check, a probe): not worth a log line. */
@@ -308,7 +310,8 @@ async function admit(arrival: Arrival, gates: readonly Gate[]): Promise<void> {
 function refuse(arrival: Arrival, error: unknown, shortage: boolean): SessionEnd {
   closeQuietly(arrival.conn);
   const quiet = error instanceof NotAnUploadError;
-  return { numbered: false, peer: arrival.peer, reason: describeError(error), shortage, quiet };
+  const kind = shortage ? "shortage" : refusalKind(error);
+  return { numbered: false, peer: arrival.peer, reason: describeError(error), kind, shortage, quiet };
 }
 
 function numbered(arrival: Arrival, upload: StoredUpload): Session {

@@ -29,8 +29,11 @@ async function refusedBeforeGreeting(port: number, proxyHeader?: Uint8Array): Pr
   if (got !== "reset") assert.equal(got.length, 0, `got ${text(got)}`);
 }
 
-Deno.test("--max-per-address 2: a third connection from one address is refused before accio, no number; freed ones count again", async () => {
-  await using server = await startServer("server", { extra: ["--max-per-address", "2"] });
+Deno.test("--max-per-address 2: a third connection from one address is refused before accio, no number, counted; freed ones count again", async () => {
+  const metricsPort = freePort();
+  await using server = await startServer("server", {
+    extra: ["--max-per-address", "2", "--metrics-port", String(metricsPort)],
+  });
   const held = [await greeted(server.port), await greeted(server.port)];
   await refusedBeforeGreeting(server.port);
   await waitFor(
@@ -42,6 +45,8 @@ Deno.test("--max-per-address 2: a third connection from one address is refused b
     5_000,
     "the refusal's log line",
   );
+  const scrape = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  assert.match(scrape, /^accio_refused_total\{reason="address-limit"\} 1$/m);
   for (const conn of held) {
     await sendAll(conn, bytes("held"));
     await conn.closeWrite();
