@@ -39,6 +39,7 @@ import {
   DEFAULT_RESUME_WINDOW_MS,
 } from "./lib/resume_store.ts";
 import { onStopSignals, surviveFileSizeLimit, surviveUncaughtErrors } from "./lib/signals.ts";
+import { onReloadSignal, type Reloadable } from "./lib/reload.ts";
 import { checkWorkerOptions, MAX_WORKERS, parseWorkersOption, WorkerPool } from "./lib/worker_pool.ts";
 import { runServerWorker } from "./lib/server_worker.ts";
 import { isServerWorker, type OptionValues } from "./lib/worker_protocol.ts";
@@ -180,6 +181,9 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
   surviveUncaughtErrors(log);
   const started: { server?: Serving } = {};
   installStopSignals(started, log);
+  // What SIGHUP reads again (the TLS certificate, the tokens); installed now, so a SIGHUP never stops the server.
+  const reloadables: Reloadable[] = [];
+  onReloadSignal(reloadables, log);
   const uploadLog = typeof values.log === "string" ? await UploadLog.open(values.log) : undefined;
   const forwarding = flags && await Forwarding.prepare(flags, directory);
   const metrics = metricsPort === undefined
