@@ -43,6 +43,7 @@ import { onReloadSignal, type Reloadable } from "./lib/reload.ts";
 import { checkWorkerOptions, MAX_WORKERS, parseWorkersOption, WorkerPool } from "./lib/worker_pool.ts";
 import { runServerWorker } from "./lib/server_worker.ts";
 import { isServerWorker, type OptionValues } from "./lib/worker_protocol.ts";
+import { parseTlsFiles, serverTls, TLS_OPTIONS } from "./lib/tls_options.ts";
 
 /** One server in this thread, or several workers (`--workers N`). */
 type Serving = AccioServer | WorkerPool;
@@ -100,6 +101,7 @@ const spec = {
       valueName: "BYTES",
       help: "most bytes kept for resuming, e.g. 20G (default 8G)",
     },
+    ...TLS_OPTIONS,
     log: { type: "string", valueName: "FILE", help: "append one JSON line per connection to FILE" },
     instance: {
       type: "string",
@@ -177,6 +179,7 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
   const metricsPort = optionalPort(values["metrics-port"]);
   const flags = forwardFlags(values);
   const workers = checkWorkerOptions(parseWorkersOption(values.workers), values);
+  const tlsFiles = parseTlsFiles(values);
   const log = values.quiet ? () => {} : (line: string) => stderr.write(`server: ${line}`);
   surviveUncaughtErrors(log);
   const started: { server?: Serving } = {};
@@ -190,6 +193,8 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
     ? undefined
     : new Metrics(() => started.server?.activeConnections ?? 0);
   const settings = limits(values);
+  const tls = tlsFiles && await serverTls(tlsFiles, { timeoutMs: settings.idleTimeoutMs!, log });
+  if (tls) reloadables.push(tls.reloadable);
   const onUpload = reporter(log, Boolean(values.verbose), metrics, uploadLog, forwarding);
   const server = started.server = workers > 1
     ? await startWorkers(workers, values, port, directory, log, onUpload)
@@ -200,8 +205,9 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
       ...resumeOptions(values),
       hashUploads: uploadLog !== undefined,
       numbers: forwarding?.numbers,
-      // The balancer's header comes first: every later gate then sees the real client.
-      gates: [...(settings.gates ?? []), ...(forwarding?.gates ?? [])],
+      // The balancer's header comes first: every later gate then sees the real client; the cheap checks
+      // come before the TLS handshake, so a connection they refuse costs none.
+      gates: [...(settings.gates ?? []), ...(forwarding?.gates ?? []), ...(tls ? [tls.gate] : [])],
       onLog: log,
       onUpload,
       onRefused: (refusal) => metrics?.recordRefusal(refusal.kind),

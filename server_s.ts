@@ -17,6 +17,8 @@ import { formatAddress } from "./lib/listen.ts";
 import { LineWriter } from "./lib/log.ts";
 import { parsePort } from "./lib/port.ts";
 import { onStopSignals, surviveUncaughtErrors } from "./lib/signals.ts";
+import { onReloadSignal } from "./lib/reload.ts";
+import { parseTlsFiles, serverTls, TLS_OPTIONS } from "./lib/tls_options.ts";
 
 const spec = {
   name: "server-s",
@@ -27,6 +29,7 @@ const spec = {
   options: {
     timeout: SERVER_TIMEOUT_OPTION,
     handshake: SERVER_HANDSHAKE_OPTION,
+    ...TLS_OPTIONS,
     quiet: { type: "boolean", help: "log nothing on stderr but fatal errors" },
   },
 } as const;
@@ -38,12 +41,19 @@ const stderr = new LineWriter(Deno.stderr, { timestamps: true });
 await runCommand(spec, Deno.args, async ({ positionals: [portText], values }) => {
   try {
     const port = parsePort(portText);
+    const idleTimeoutMs = parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS);
+    const handshake = parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto");
+    const tlsFiles = parseTlsFiles(values);
     const log = values.quiet ? () => {} : (line: string) => stderr.write(`server-s: ${line}`);
     surviveUncaughtErrors(log);
+    const tls = tlsFiles && await serverTls(tlsFiles, { timeoutMs: idleTimeoutMs, log });
+    // SIGHUP reads the certificate again (without TLS it keeps its default meaning: stop).
+    if (tls) onReloadSignal([tls.reloadable], log);
     const server = CountingServer.start({
       port,
-      idleTimeoutMs: parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS),
-      handshake: parseChoiceOption("handshake", values.handshake, ["auto", "single", "double"], "auto"),
+      idleTimeoutMs,
+      handshake,
+      gates: tls ? [tls.gate] : [],
       onResult: (line) => stdout.write(line),
       onLog: log,
     });

@@ -19,7 +19,7 @@ import { FileError } from "./errors.ts";
 import type { ServerHandshakeMode } from "./handshake.ts";
 import { listenAll } from "./listen.ts";
 import type { Store, StoredUpload } from "./store.ts";
-import { runSession, type SessionSettings, sessionSettings } from "./upload_session.ts";
+import { type Gate, runSession, type SessionSettings, sessionSettings } from "./upload_session.ts";
 
 /** Settings of a {@link CountingServer}. */
 export interface CountingServerOptions {
@@ -39,6 +39,13 @@ export interface CountingServerOptions {
    * @default {"auto"}
    */
   handshake?: ServerHandshakeMode;
+  /**
+   * Run on each connection before its upload (the TLS handshake); one that
+   * throws refuses it: no line on stdout, the reason logged.
+   *
+   * @default {[]}
+   */
+  gates?: readonly Gate[];
   /** Receives one line per connection: the byte count, or `ERROR`. */
   onResult: (line: string) => void;
   /** Receives why a connection ended as `ERROR`. */
@@ -79,7 +86,11 @@ export class CountingServer {
   private constructor(listener: Deno.TcpListener, options: CountingServerOptions) {
     this.addr = listener.addr;
     this.#options = options;
-    this.#session = sessionSettings({ idleTimeoutMs: options.idleTimeoutMs, handshake: options.handshake });
+    this.#session = sessionSettings({
+      idleTimeoutMs: options.idleTimeoutMs,
+      handshake: options.handshake,
+      gates: options.gates,
+    });
     this.#loop = new AcceptLoop(listener, {
       limit: 1,
       handle: (conn, context) => this.#serve(conn, context),
@@ -109,7 +120,11 @@ export class CountingServer {
 
   async #serve(conn: Deno.Conn, { signal, release }: ConnectionContext): Promise<void> {
     const end = await runSession(conn, COUNTING_STORE, this.#session, { signal });
-    if (!end.numbered) return; // no gates, and this store never refuses: does not happen
+    if (!end.numbered) {
+      // A gate refused it (a failed TLS handshake): no upload took place, so no count.
+      if (!end.quiet) this.#options.onLog?.(`refused a connection from ${end.peer}: ${end.reason}`);
+      return;
+    }
     const { outcome, reason, bytes } = end.outcome;
     if (outcome === "saved") {
       this.#options.onResult(String(bytes));

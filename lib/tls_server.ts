@@ -27,7 +27,8 @@
 import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { formatSeconds, withDeadline } from "./deadline.ts";
-import { ConnectionError, describeError, FileError } from "./errors.ts";
+import { type AccioErrorOptions, ConnectionError, describeError, FileError } from "./errors.ts";
+import type { DuplexSocket } from "./socket_io.ts";
 import { connCarrier, TlsStream } from "./tls_stream.ts";
 import { loadTlsMaterial, type TlsFiles, type TlsMaterial } from "./tls_material.ts";
 
@@ -183,9 +184,9 @@ export type TlsHandshakeFailure =
 export class TlsHandshakeError extends ConnectionError {
   /** The cause, as a keyword. */
   readonly kind: TlsHandshakeFailure;
-  /** `message` says what happened in words; `kind` names it for counting. */
-  constructor(kind: TlsHandshakeFailure, message: string, options?: ErrorOptions) {
-    super(message, options);
+  /** `message` says what happened in words; `kind` names it for counting (`accio_refused_total{reason="tls-<kind>"}`). */
+  constructor(kind: TlsHandshakeFailure, message: string, options?: AccioErrorOptions) {
+    super(message, { refusal: `tls-${kind}`, ...options });
     this.kind = kind;
   }
 }
@@ -264,7 +265,7 @@ function handshakeDone(
 }
 
 /**
- * Runs the server's TLS handshake on `conn` (a freshly accepted connection,
+ * Runs the server's TLS handshake on `conn` (a freshly accepted `Deno.Conn`,
  * or one whose PROXY header was just read) within `timeoutMs` for the whole of
  * it: a client trickling its hello cannot stretch it. Call it before the
  * connection gets a number: a plaintext client, a scanner, or a client that
@@ -282,7 +283,11 @@ function handshakeDone(
  * await stream.write(new TextEncoder().encode("accio\r\n"));
  * ```
  */
-export async function acceptTls(conn: Deno.Conn, context: TlsContext, timeoutMs: number): Promise<TlsStream> {
+export async function acceptTls(
+  conn: DuplexSocket,
+  context: TlsContext,
+  timeoutMs: number,
+): Promise<TlsStream> {
   const carrier = connCarrier(conn);
   const secure = new tls.TLSSocket(carrier.stream as never, {
     isServer: true,

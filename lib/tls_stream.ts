@@ -30,7 +30,7 @@
 import type net from "node:net";
 import { Duplex } from "node:stream";
 import type tls from "node:tls";
-import type { Socket } from "./socket_io.ts";
+import type { DuplexSocket, Socket } from "./socket_io.ts";
 import { resetSocket } from "./tcp_socket.ts";
 
 /** Received bytes held before the stream stops reading. */
@@ -160,11 +160,11 @@ class NetCarrier extends CarrierState implements Carrier {
 
 class ConnCarrier extends CarrierState implements Carrier {
   readonly stream: Duplex;
-  readonly #conn: Deno.Conn;
+  readonly #conn: DuplexSocket;
   #reading = false;
   #held = false;
 
-  constructor(conn: Deno.Conn) {
+  constructor(conn: DuplexSocket) {
     super();
     this.#conn = conn;
     this.stream = new Duplex({
@@ -257,7 +257,7 @@ export function netCarrier(socket: net.Socket): Carrier {
   return new NetCarrier(socket);
 }
 
-/** A carrier over a `Deno.Conn` (the server's: the accept loop's connection, PROXY header already read). *
+/** A carrier over a `Deno.Conn` or any {@link DuplexSocket} (the server's: the accept loop's connection, PROXY header already read). *
  * @example
  * ```ts
  * import tls from "node:tls";
@@ -267,7 +267,7 @@ export function netCarrier(socket: net.Socket): Carrier {
  * new tls.TLSSocket(carrier.stream as never, { isServer: true } as never);
  * ```
  */
-export function connCarrier(conn: Deno.Conn): Carrier {
+export function connCarrier(conn: DuplexSocket): Carrier {
   return new ConnCarrier(conn);
 }
 

@@ -226,6 +226,7 @@ const SINGLE_THREAD_OPTIONS: Record<string, string> = {
   forward: "the forward queue and the numbering it seeds live in one thread",
   resumable: "the kept prefixes are locked per upload in one thread",
   "max-per-address": "the connections per address are counted in one thread",
+  "tls-cert": "the certificate is loaded, and reloaded on SIGHUP, in one thread",
 };
 
 /**
