@@ -19,6 +19,7 @@ import { resolvePort } from "./lib/port.ts";
 import { ProgressBar } from "./lib/progress.ts";
 import { batchVerdict, runBatch, shownPath, summaryLine } from "./lib/upload_batch.ts";
 import { listUploads, type UploadItem } from "./lib/upload_list.ts";
+import { clientTlsOptions, type TlsClientOptions } from "./lib/tls_client.ts";
 
 /** How long an interrupted upload may take to wind down before the program exits regardless. */
 const INTERRUPT_GRACE_MS = 2_000;
@@ -78,6 +79,16 @@ const spec = {
       type: "boolean",
       help: "no progress bars, summary lines or notes; only ERROR lines",
     },
+    tls: {
+      type: "boolean",
+      help: "speak TLS; verify the server's certificate with the system's roots (server --tls-cert)",
+    },
+    ca: { type: "string", valueName: "FILE", help: "with --tls: trust only the PEM CA certificates in FILE" },
+    "tls-name": {
+      type: "string",
+      valueName: "NAME",
+      help: "with --tls: the name the certificate must hold, also sent as SNI (default: HOSTNAME-OR-IP)",
+    },
   },
 } as const;
 
@@ -104,6 +115,10 @@ function parseSettings(values: Record<string, string | boolean | undefined>) {
   if (values.name !== undefined && values.named) {
     throw new UsageError("--name and --named exclude each other");
   }
+  for (const option of ["ca", "tls-name"]) {
+    // Never a silent switch of protocol: TLS is asked for in so many words.
+    if (values[option] !== undefined && !values.tls) throw new UsageError(`--${option} needs --tls`);
+  }
   const resume = Boolean(values.resume);
   if (resume && values.name === undefined && !values.named) {
     throw new UsageError("--resume needs a named upload: add --named or --name PATH");
@@ -119,7 +134,14 @@ function parseSettings(values: Record<string, string | boolean | undefined>) {
     resume,
     verify: Boolean(values.verify) || resume,
     quiet: Boolean(values.quiet),
+    tls: values.tls
+      ? { caFile: stringOption(values.ca), serverName: stringOption(values["tls-name"]) }
+      : undefined,
   };
+}
+
+function stringOption(value: string | boolean | undefined): string | undefined {
+  return typeof value === "string" ? value : undefined;
 }
 
 /** One summary line on stdout; a closed stdout (`| head -1`) loses the line, never the run. */
@@ -145,6 +167,8 @@ interface Run {
   several: boolean;
   note: (line: string) => void;
   signal: AbortSignal;
+  /** How to verify the server, when speaking TLS. */
+  tls?: TlsClientOptions;
 }
 
 /** Delivers one item, with its progress bars and its retry notes. */
@@ -162,6 +186,7 @@ async function deliverItem(run: Run, item: UploadItem): Promise<DeliveryOutcome>
     resume: settings.resume,
     retries: settings.retries,
     retryDelayMs: settings.retryDelayMs,
+    tls: run.tls,
     onHashProgress: progress.show("hashing"),
     onProgress: progress.show(""),
     signal: run.signal,
@@ -194,6 +219,7 @@ function stopOnSignals(): AbortSignal {
 await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...paths], values }) => {
   const settings = parseSettings(values);
   const port = await resolvePort(portText);
+  const tls = settings.tls && await clientTlsOptions(settings.tls); // a bad --ca stops the run before any file
   const name = typeof values.name === "string" ? values.name : undefined;
   const { uploads, skipped } = await listUploads(paths, {
     named: Boolean(values.named),
@@ -204,7 +230,7 @@ await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...
   for (const line of skipped) note(`skipped ${line}`);
   const bars = settings.parallel === 1 && !settings.quiet && Deno.stderr.isTerminal();
   const signal = stopOnSignals();
-  const run: Run = { hostname, port, settings, bars, several: uploads.length > 1, note, signal };
+  const run: Run = { hostname, port, settings, bars, several: uploads.length > 1, note, signal, tls };
   const outcomes = await runBatch(uploads, settings.parallel, (item) => deliverItem(run, item), {
     signal,
     onDone: (item, outcome) => settings.quiet || print(summaryLine(item, outcome)),

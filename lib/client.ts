@@ -27,7 +27,7 @@
  * @module
  */
 import { settlesWithin } from "./abortable.ts";
-import { connectWithin } from "./connect.ts";
+import { type ClientSocket, connectWithin } from "./connect.ts";
 import { DEFAULT_TIMEOUT_MS, formatSeconds, withDeadline } from "./deadline.ts";
 import {
   ConnectionError,
@@ -43,7 +43,7 @@ import { judgeReply, ReplyWatcher } from "./reply.ts";
 import { readOffsetLine } from "./resume_offset.ts";
 import { sendStream } from "./sender.ts";
 import { closeQuietly, connectionFailure } from "./socket_io.ts";
-import type { TcpSocket } from "./tcp_socket.ts";
+import type { TlsClientOptions } from "./tls_client.ts";
 import { fileSha256, openSource, type UploadSource } from "./upload_source.ts";
 import { checkName } from "./upload_name.ts";
 
@@ -90,6 +90,12 @@ export interface UploadOptions {
   onSent?: (sentBytes: number) => void;
   /** Called once the whole file went out and the client half-closed: the server may store it from then on. */
   onAllSent?: () => void;
+  /**
+   * Speak TLS, and verify the server's certificate so (`client --tls`): a
+   * certificate not trusted fails the upload inside the handshake, before
+   * any byte of it. Plaintext when absent.
+   */
+  tls?: TlsClientOptions;
   /**
    * Aborts the upload (with a reset, once connected) when it fires; `upload`
    * then rejects with an {@link InterruptedError} built from the reason: an
@@ -195,7 +201,7 @@ async function sendFailure(
 class Upload {
   readonly #options: UploadOptions;
   readonly #timeoutMs: number;
-  #socket: TcpSocket | undefined;
+  #socket: ClientSocket | undefined;
   #stage: Stage = "preparing";
   #interruptedAt: Stage | undefined;
 
@@ -224,12 +230,14 @@ class Upload {
     try {
       const { mode, headerLines, sha256 } = await planUpload(options, source);
       if (this.#interruptedAt) throw new Error("interrupted");
-      const socket = await connectWithin(options.hostname, options.port, this.#timeoutMs);
+      const socket = await connectWithin(options.hostname, options.port, this.#timeoutMs, { tls: options.tls });
       this.#socket = socket;
       this.#stage = "sending";
       if (this.#interruptedAt) socket.reset();
       try {
-        await clientHandshake(socket, { mode, timeoutMs: this.#timeoutMs, headerLines });
+        // A TLS port waits in silence for a ClientHello, as a plaintext client waits for accio: say so.
+        const silenceHint = options.tls ? undefined : "if the port speaks TLS, add --tls";
+        await clientHandshake(socket, { mode, timeoutMs: this.#timeoutMs, headerLines, silenceHint });
         const offset = options.resume ? await this.#resumeAt(socket, source) : 0;
         const reply = new ReplyWatcher(socket, headerLines.length > 0);
         const bytes = await this.#send(socket, source, reply, headerLines.length > 0, offset);
@@ -246,7 +254,7 @@ class Upload {
   }
 
   /** Reads the server's offset line and moves the file there. */
-  async #resumeAt(socket: TcpSocket, source: UploadSource): Promise<number> {
+  async #resumeAt(socket: ClientSocket, source: UploadSource): Promise<number> {
     const offset = await readOffsetLine(socket, this.#timeoutMs, source.size ?? 0);
     await source.seek(offset);
     return offset;
@@ -254,7 +262,7 @@ class Upload {
 
   /** Streams the file and half-closes; stops at once when the server speaks first. */
   async #send(
-    socket: TcpSocket,
+    socket: ClientSocket,
     source: UploadSource,
     reply: ReplyWatcher,
     receipt: boolean,

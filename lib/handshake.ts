@@ -16,7 +16,7 @@
  * ```
  * @module
  */
-import { LimitError, ProtocolError } from "./errors.ts";
+import { ConnectionError, LimitError, ProtocolError, TimeoutError } from "./errors.ts";
 import { readExactly, readWithin, type Socket, writeAll } from "./socket_io.ts";
 
 const ascii = (text: string) => new TextEncoder().encode(text);
@@ -71,11 +71,38 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return joined;
 }
 
-async function expectGreeting(socket: Socket, timeoutMs: number, which: string): Promise<void> {
-  const received = await readExactly(socket, GREETING.length, timeoutMs, `the ${which}accio\\r\\n`);
+async function expectGreeting(socket: Socket, timeoutMs: number, which: string, hint?: string): Promise<void> {
+  const heard = { any: false };
+  const watched = hint === undefined ? socket : listening(socket, heard);
+  const received = await readExactly(watched, GREETING.length, timeoutMs, `the ${which}accio\\r\\n`)
+    .catch((error) => {
+      throw heard.any ? error : withHint(error, hint);
+    });
   if (!startsWith(received, GREETING)) {
     throw new ProtocolError(`server sent ${showBytes(received)} instead of "accio\\r\\n"`);
   }
+}
+
+/** `socket`, noting in `heard` whether any byte came. */
+function listening(socket: Socket, heard: { any: boolean }): Socket {
+  return {
+    read: async (buffer) => {
+      const n = await socket.read(buffer);
+      if (n !== null && n > 0) heard.any = true;
+      return n;
+    },
+    write: (data) => socket.write(data),
+    close: () => socket.close(),
+  };
+}
+
+/** The same failure (a timeout, a close), with `hint` added to its message. */
+function withHint(error: unknown, hint: string | undefined): unknown {
+  if (hint === undefined) return error;
+  const options = { cause: error, transient: (error as { transient?: boolean }).transient };
+  if (error instanceof TimeoutError) return new TimeoutError(`${error.message} (${hint})`, options);
+  if (error instanceof ConnectionError) return new ConnectionError(`${error.message} (${hint})`, options);
+  return error;
 }
 
 /** Options of {@link clientHandshake}. */
@@ -90,6 +117,11 @@ export interface ClientHandshakeOptions {
    * @default {[]}
    */
   headerLines?: readonly string[];
+  /**
+   * Added to the message when the server sent nothing at all before the
+   * first `accio\r\n` was due: what may be wrong (a TLS port).
+   */
+  silenceHint?: string;
 }
 
 /**
@@ -100,9 +132,9 @@ export interface ClientHandshakeOptions {
  */
 export async function clientHandshake(
   socket: Socket,
-  { mode, timeoutMs, headerLines = [] }: ClientHandshakeOptions,
+  { mode, timeoutMs, headerLines = [], silenceHint }: ClientHandshakeOptions,
 ): Promise<void> {
-  await expectGreeting(socket, timeoutMs, "");
+  await expectGreeting(socket, timeoutMs, "", silenceHint);
   if (mode === "single") return;
   await writeAll(socket, CONFIRM, timeoutMs, "confirm-accio");
   await expectGreeting(socket, timeoutMs, "second ");

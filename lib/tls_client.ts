@@ -238,3 +238,29 @@ export async function loadCaFile(path: string): Promise<Roots> {
   }
   return { certificates, source: `"${path}"` };
 }
+
+/** The client's TLS choices, as given on its command line. */
+export interface ClientTlsChoice {
+  /** `--ca FILE`: trust only these roots; the system's otherwise. */
+  caFile?: string;
+  /** `--tls-name NAME`: the name to verify (and send as SNI); the host connected to otherwise. */
+  serverName?: string;
+}
+
+/**
+ * Reads the roots once for every upload of a run: the `--ca` file, or the
+ * system's.
+ *
+ * @throws {FileError} when the CA file (or `SSL_CERT_FILE`) cannot be used.
+ *
+ * @example
+ * ```ts
+ * import { clientTlsOptions, connectTls } from "./tls_client.ts";
+ * const options = await clientTlsOptions({ caFile: "ca.pem", serverName: "gw.example" });
+ * connectTls("127.0.0.1", 5000, options);
+ * ```
+ */
+export async function clientTlsOptions(choice: ClientTlsChoice): Promise<TlsClientOptions> {
+  const roots = choice.caFile === undefined ? await systemRoots() : await loadCaFile(choice.caFile);
+  return { ca: roots.certificates, caSource: roots.source, serverName: choice.serverName };
+}
