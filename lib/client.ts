@@ -230,7 +230,9 @@ class Upload {
     try {
       const { mode, headerLines, sha256 } = await planUpload(options, source);
       if (this.#interruptedAt) throw new Error("interrupted");
-      const socket = await connectWithin(options.hostname, options.port, this.#timeoutMs, { tls: options.tls });
+      const socket = await connectWithin(options.hostname, options.port, this.#timeoutMs, {
+        tls: options.tls,
+      });
       this.#socket = socket;
       this.#stage = "sending";
       if (this.#interruptedAt) socket.reset();

@@ -71,7 +71,12 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return joined;
 }
 
-async function expectGreeting(socket: Socket, timeoutMs: number, which: string, hint?: string): Promise<void> {
+async function expectGreeting(
+  socket: Socket,
+  timeoutMs: number,
+  which: string,
+  hint?: string,
+): Promise<void> {
   const heard = { any: false };
   const watched = hint === undefined ? socket : listening(socket, heard);
   const received = await readExactly(watched, GREETING.length, timeoutMs, `the ${which}accio\\r\\n`)

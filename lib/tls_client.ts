@@ -69,7 +69,9 @@ const UNTRUSTED = new Set([
 export function describeTlsFailure(error: unknown, serverName: string, caSource: string): ConnectionError {
   const code = (error as { code?: string }).code ?? "";
   const reason = describeError(error);
-  const say = (text: string) => new ConnectionError(`TLS handshake failed: ${text}`, { cause: error });
+  // Only a handshake cut off may pass: a certificate or a protocol that is wrong stays so (--retries skip it).
+  const say = (text: string, transient = false) =>
+    new ConnectionError(`TLS handshake failed: ${text}`, { cause: error, transient });
   if (UNTRUSTED.has(code)) {
     return say(
       `the server's certificate is not trusted: not signed by a CA in ${caSource}, or expired, or not yet valid` +
@@ -86,9 +88,9 @@ export function describeTlsFailure(error: unknown, serverName: string, caSource:
     return say("the server does not speak TLS (a plaintext Accio server? then leave out --tls)");
   }
   if (code === "ECONNRESET" || /disconnected before secure TLS connection/.test(reason)) {
-    return say("the server closed the connection during the TLS handshake (not a TLS port?)");
+    return say("the server closed the connection during the TLS handshake (not a TLS port?)", true);
   }
-  return say(reason);
+  return say(reason, true);
 }
 
 /**

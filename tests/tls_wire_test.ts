@@ -1,0 +1,379 @@
+/**
+ * TLS wired into the programs, end to end over loopback: `server` and
+ * `server-s` with `--tls-cert/--tls-key`, `client --tls` (with `--ca`,
+ * `--tls-name`). A good certificate carries every extension unchanged; a
+ * client that does not trust it fails inside the handshake, before any byte,
+ * and the server uses no number; plaintext and TLS on the wrong ports fail
+ * with one clear line each; SIGHUP renews the certificate for new
+ * connections while an upload in flight completes; a bad file on reload
+ * keeps the old one; usage errors exit 2.
+ */
+import assert from "node:assert/strict";
+import { connectTls, loadCaFile } from "../lib/tls_client.ts";
+import type { TlsStream } from "../lib/tls_stream.ts";
+import { type CertFiles, makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { contentFile, listDir, makeFile, tempDir } from "./support/files.ts";
+import { runClient, spawnProgram, startServer, taskArgs } from "./support/process.ts";
+import { rawUpload } from "./support/raw_upload.ts";
+import { waitFor } from "./support/wait.ts";
+import { connect, freePort, readToEnd, sendAll } from "./support/wire.ts";
+
+const ignore = skipWithoutOpenssl("the TLS wiring tests");
+let certs: TestCerts | undefined;
+const getCerts = async () => certs ??= await makeTestCerts();
+
+/** `--tls-cert/--tls-key` for `files`. */
+const tlsArgs = (files: CertFiles) => ["--tls-cert", files.cert, "--tls-key", files.key];
+
+/** The client's options trusting the test CA. */
+const trusting = (c: TestCerts) => ["--tls", "--ca", c.ca.cert];
+
+/** The stored uploads' names (the numbering's bookkeeping left out). */
+async function stored(dir: string): Promise<string[]> {
+  return (await listDir(dir)).filter((name) => !name.startsWith(".")).sort();
+}
+
+/** Copies `from` to paths a test may overwrite, as an operator renewing a certificate does. */
+async function ownFiles(from: CertFiles): Promise<CertFiles> {
+  const dir = await tempDir();
+  const files = { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+  await Deno.copyFile(from.cert, files.cert);
+  await Deno.copyFile(from.key, files.key);
+  await Deno.chmod(files.key, 0o600);
+  return files;
+}
+
+async function scrape(metricsPort: number): Promise<string> {
+  return await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+}
+
+/** A TLS upload by hand: connected, greeted, some bytes sent, the rest left to the test. */
+async function openTlsUpload(port: number, c: TestCerts, serverName = "localhost"): Promise<TlsStream> {
+  const roots = await loadCaFile(c.ca.cert);
+  const stream = await connectTls("127.0.0.1", port, { ca: roots.certificates, serverName }).connected;
+  const greeting = new Uint8Array(7);
+  for (let n = 0; n < 7;) {
+    const got = await stream.read(greeting.subarray(n));
+    if (got === null) throw new Error("closed before accio");
+    n += got;
+  }
+  assert.equal(text(greeting), "accio\r\n");
+  return stream;
+}
+
+/** Runs the client with `input` on its standard input; bounded. */
+async function clientWithStdin(args: string[], input: Uint8Array, timeoutMs = 30_000) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...taskArgs("client"), ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  try {
+    const writer = child.stdin.getWriter();
+    await writer.write(input).catch(() => {});
+    await writer.close().catch(() => {});
+    const out = await child.output();
+    return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs a program that should refuse its command line; bounded. */
+async function refusedRun(program: "server" | "server-s" | "client", args: string[]) {
+  const proc = spawnProgram(program, args);
+  const status = await proc.wait(20_000);
+  return { code: status.code, stderr: proc.stderr };
+}
+
+Deno.test({
+  name:
+    "TLS: uploads over a trusted certificate are stored byte for byte (several files, a 24 MiB one, stdin)",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  await using server = await startServer("server", { extra: tlsArgs(c.server) });
+  const dir = await tempDir();
+  const small = await contentFile("over TLS\n", "small.txt");
+  const big = await makeFile(dir, "big.bin", 24 * 1024 * 1024 + 17);
+  const result = await runClient([...trusting(c), "127.0.0.1", String(server.port), small, big], 60_000);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(await stored(server.dir), ["1.file", "2.file"]);
+  assert.equal(await Deno.readTextFile(`${server.dir}/1.file`), "over TLS\n");
+  assert.deepEqual(await Deno.readFile(`${server.dir}/2.file`), await Deno.readFile(big));
+  // Standard input, to the certificate's DNS name rather than its IP address.
+  const piped = await clientWithStdin(
+    [...trusting(c), "localhost", String(server.port), "-"],
+    bytes("from stdin"),
+  );
+  assert.equal(piped.code, 0, piped.stderr);
+  assert.equal(await Deno.readTextFile(`${server.dir}/3.file`), "from stdin");
+});
+
+Deno.test({
+  name: "TLS: --verify --name, the double handshake, --resume and the error line all work inside TLS",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  await using server = await startServer("server", {
+    extra: [...tlsArgs(c.server), "--resumable", "--max-size", "100"],
+  });
+  const file = await contentFile("verified over TLS\n", "v.txt");
+  const port = String(server.port);
+  const verified = await runClient([
+    ...trusting(c),
+    "--verify",
+    "--name",
+    "a/b.txt",
+    "127.0.0.1",
+    port,
+    file,
+  ]);
+  assert.equal(verified.code, 0, verified.stderr);
+  assert.match(verified.stdout, /verified/);
+  assert.equal(await Deno.readTextFile(`${server.dir}/a/b.txt`), "verified over TLS\n");
+  const resumed = await runClient([...trusting(c), "--resume", "--name", "c.txt", "127.0.0.1", port, file]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal(await Deno.readTextFile(`${server.dir}/c.txt`), "verified over TLS\n");
+  // Too large: the server's error line arrives through TLS, and the file is ERROR.
+  const large = await contentFile("x".repeat(1000), "large.txt");
+  const refused = await runClient([...trusting(c), "--verify", "127.0.0.1", port, large]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^ERROR: server refused the upload: .*100/m);
+  const numbered = (await stored(server.dir)).filter((name) => name.endsWith(".file"));
+  assert.equal(await Deno.readTextFile(`${server.dir}/${numbered.at(-1)}`), "ERROR");
+});
+
+Deno.test({
+  name: "TLS: a client that does not trust the certificate fails in the handshake, nothing stored, no number",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  const metricsPort = freePort();
+  await using server = await startServer("server", {
+    extra: [...tlsArgs(c.server), "--metrics-port", String(metricsPort)],
+  });
+  const file = await contentFile("never sent", "n.txt");
+  const port = String(server.port);
+  // --retries: a certificate that is not trusted stays so, and is not tried again.
+  const other = await runClient(["--tls", "--ca", c.otherCa.cert, "--retries", "3", "127.0.0.1", port, file]);
+  assert.equal(other.code, 1);
+  const errors = other.stderr.split("\n").filter((line) => line.startsWith("ERROR:"));
+  assert.equal(errors.length, 1, other.stderr);
+  assert.match(errors[0], /^ERROR: TLS handshake failed: the server's certificate is not trusted/);
+  assert.doesNotMatch(other.stderr, /trying again/);
+  const system = await runClient(["--tls", "127.0.0.1", port, file]);
+  assert.equal(system.code, 1);
+  assert.match(system.stderr, /^ERROR: TLS handshake failed: the server's certificate is not trusted/m);
+  const wrongName = await runClient([...trusting(c), "--tls-name", "other.example", "127.0.0.1", port, file]);
+  assert.equal(wrongName.code, 1);
+  assert.match(wrongName.stderr, /not valid for "other\.example"/);
+  await waitFor(
+    () => (server.proc.stderr.match(/refused a connection/g) ?? []).length >= 1,
+    5_000,
+    "refusals",
+  );
+  assert.deepEqual(await stored(server.dir), []);
+  const good = await runClient([...trusting(c), "127.0.0.1", port, file]);
+  assert.equal(good.code, 0, good.stderr);
+  assert.deepEqual(await stored(server.dir), ["1.file"]);
+  assert.match(await scrape(metricsPort), /^accio_refused_total\{reason="tls-[a-z-]+"\} [1-9]/m);
+});
+
+Deno.test({ name: "TLS: an expired certificate is refused by the client", ignore }, async () => {
+  const c = await getCerts();
+  await using server = await startServer("server", { extra: tlsArgs(c.expired) });
+  assert.match(server.proc.stderr, /TLS warning: .*expired/i);
+  const file = await contentFile("never sent", "n.txt");
+  const result = await runClient([...trusting(c), "127.0.0.1", String(server.port), file]);
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stderr,
+    /^ERROR: TLS handshake failed: the server's certificate is not trusted.*expired/m,
+  );
+  assert.deepEqual(await stored(server.dir), []);
+});
+
+Deno.test({
+  name:
+    "TLS: a plaintext client on the TLS port ends with one ERROR line hinting at --tls; no number, counted",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  const metricsPort = freePort();
+  await using server = await startServer("server", {
+    extra: [...tlsArgs(c.server), "--timeout", "1", "--metrics-port", String(metricsPort)],
+  });
+  const file = await contentFile("plaintext", "p.txt");
+  const port = String(server.port);
+  // The server's handshake deadline (1 s) comes first: it closes before accio.
+  const closed = await runClient(["--timeout", "5", "127.0.0.1", port, file]);
+  assert.equal(closed.code, 1);
+  assert.match(closed.stderr, /^ERROR: .*accio.*\(if the port speaks TLS, add --tls\)$/m);
+  // The client's own deadline first: the same hint.
+  const waited = await runClient(["--timeout", "0.3", "127.0.0.1", port, file]);
+  assert.equal(waited.code, 1);
+  assert.match(waited.stderr, /^ERROR: no data for .* accio.*\(if the port speaks TLS, add --tls\)$/m);
+  // A client that sends plaintext first (a double handshake, an HTTP probe) is no TLS handshake at all.
+  const probe = await connect(server.port);
+  await sendAll(probe, bytes("GET / HTTP/1.0\r\n\r\n"));
+  assert.notEqual(await readToEnd(probe, 5_000), "accio\r\n");
+  probe.close();
+  // Similar refusal lines are throttled in the log: the metrics count each one.
+  let metrics = "";
+  await waitFor(
+    async () => /tls-not-tls/.test(metrics = await scrape(metricsPort)),
+    5_000,
+    "the not-tls count",
+  );
+  assert.match(metrics, /^accio_refused_total\{reason="tls-not-tls"\} 1$/m);
+  assert.match(metrics, /^accio_refused_total\{reason="tls-timeout"\} [1-9]/m);
+  assert.deepEqual(await stored(server.dir), []);
+  const good = await runClient([...trusting(c), "127.0.0.1", port, file]);
+  assert.equal(good.code, 0, good.stderr);
+  assert.deepEqual(await stored(server.dir), ["1.file"]);
+});
+
+Deno.test({
+  name:
+    "TLS: a TLS client on a plaintext port ends with one ERROR line; the server records ERROR, not the hello",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  await using server = await startServer("server");
+  const file = await contentFile("never sent", "n.txt");
+  const result = await runClient([...trusting(c), "127.0.0.1", String(server.port), file]);
+  assert.equal(result.code, 1);
+  const errors = result.stderr.split("\n").filter((line) => line.startsWith("ERROR:"));
+  assert.deepEqual(errors, [
+    "ERROR: TLS handshake failed: the server does not speak TLS (a plaintext Accio server? then leave out --tls)",
+  ]);
+  await waitFor(
+    async () => (await stored(server.dir)).length === 1 && /ERROR/.test(server.proc.stderr),
+    10_000,
+    "1.file",
+  );
+  assert.equal(await Deno.readTextFile(`${server.dir}/1.file`), "ERROR");
+});
+
+Deno.test({
+  name:
+    "TLS: SIGHUP renews the certificate for new connections while an upload in flight completes; a bad file keeps the old",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  const files = await ownFiles(c.server);
+  await using server = await startServer("server", { extra: tlsArgs(files) });
+  const port = String(server.port);
+  const file = await contentFile("after the reload", "r.txt");
+  const renamed = ["--tls-name", "other.example"];
+  const before = await runClient([...trusting(c), ...renamed, "127.0.0.1", port, file]);
+  assert.equal(before.code, 1, "the first certificate does not name other.example");
+  const inFlight = await openTlsUpload(server.port, c);
+  await inFlight.write(bytes("begun with the old certificate, "));
+  await Deno.copyFile(c.otherName.cert, files.cert);
+  await Deno.copyFile(c.otherName.key, files.key);
+  server.proc.child.kill("SIGHUP");
+  await waitFor(
+    () => /reloaded TLS certificate: .*other\.example/.test(server.proc.stderr),
+    10_000,
+    "the reload",
+  );
+  const after = await runClient([...trusting(c), ...renamed, "127.0.0.1", port, file]);
+  assert.equal(after.code, 0, after.stderr);
+  const oldName = await runClient([...trusting(c), "127.0.0.1", port, file]);
+  assert.equal(oldName.code, 1, "the new certificate no longer names 127.0.0.1");
+  await inFlight.write(bytes("ended after it"));
+  await inFlight.closeWrite();
+  assert.equal(await inFlight.read(new Uint8Array(16)), null);
+  inFlight.close();
+  // A bad file: logged, and the certificate in use stays.
+  await Deno.writeTextFile(files.cert, "not a certificate\n");
+  server.proc.child.kill("SIGHUP");
+  await waitFor(
+    () => /kept the TLS certificate in use: reloading failed/.test(server.proc.stderr),
+    10_000,
+    "the log",
+  );
+  const kept = await runClient([...trusting(c), ...renamed, "127.0.0.1", port, file]);
+  assert.equal(kept.code, 0, kept.stderr);
+  assert.equal(server.proc.exited, false);
+  // The upload in flight took its number when it was greeted, before the reload.
+  const first = await Deno.readTextFile(`${server.dir}/1.file`);
+  assert.equal(first, "begun with the old certificate, ended after it");
+  assert.equal(await Deno.readTextFile(`${server.dir}/2.file`), "after the reload");
+  assert.equal(await Deno.readTextFile(`${server.dir}/3.file`), "after the reload");
+});
+
+Deno.test(
+  { name: "TLS: server-s counts an upload over TLS and refuses a plaintext client", ignore },
+  async () => {
+    const c = await getCerts();
+    await using server = await startServer("server-s", { extra: [...tlsArgs(c.server), "--timeout", "1"] });
+    const file = await contentFile("12345678", "s.txt");
+    const result = await runClient([...trusting(c), "127.0.0.1", String(server.port), file]);
+    assert.equal(result.code, 0, result.stderr);
+    const plain = await runClient(["--timeout", "5", "127.0.0.1", String(server.port), file]);
+    assert.equal(plain.code, 1);
+    assert.match(plain.stderr, /add --tls/);
+    await waitFor(
+      () => /refused a connection .*no TLS handshake/.test(server.proc.stderr),
+      5_000,
+      "the refusal",
+    );
+    await waitFor(() => server.proc.stdout.includes("8\n"), 5_000, "the count");
+    assert.equal(server.proc.stdout, "8\n");
+  },
+);
+
+Deno.test({ name: "TLS: usage errors exit 2, bad certificate files exit 1", ignore }, async () => {
+  const c = await getCerts();
+  const dir = await tempDir();
+  const port = String(freePort());
+  const usage = [
+    ["server", ["--tls-cert", c.server.cert, port, dir]],
+    ["server", ["--tls-key", c.server.key, port, dir]],
+    ["server", [...tlsArgs(c.server), "--workers", "2", port, dir]],
+    ["server-s", ["--tls-cert", c.server.cert, port]],
+    ["client", ["--ca", c.ca.cert, "127.0.0.1", port, "x"]],
+    ["client", ["--tls-name", "localhost", "127.0.0.1", port, "x"]],
+  ] as const;
+  for (const [program, args] of usage) {
+    const { code, stderr } = await refusedRun(program, [...args]);
+    assert.equal(code, 2, `${program} ${args.join(" ")}: ${stderr}`);
+    assert.match(stderr, /^ERROR: /m);
+  }
+  const missing = await refusedRun("server", [
+    "--tls-cert",
+    `${dir}/none.pem`,
+    "--tls-key",
+    c.server.key,
+    port,
+    dir,
+  ]);
+  assert.equal(missing.code, 1, missing.stderr);
+  assert.match(missing.stderr, /^ERROR: .*none\.pem/m);
+  const mismatched = await refusedRun("server", [
+    "--tls-cert",
+    c.server.cert,
+    "--tls-key",
+    c.otherName.key,
+    port,
+    dir,
+  ]);
+  assert.equal(mismatched.code, 1, mismatched.stderr);
+  assert.match(mismatched.stderr, /^ERROR: /m);
+  const badCa = await refusedRun("client", [
+    "--tls",
+    "--ca",
+    `${dir}/none.pem`,
+    "127.0.0.1",
+    port,
+    c.ca.cert,
+  ]);
+  assert.equal(badCa.code, 1, badCa.stderr);
+  assert.match(badCa.stderr, /^ERROR: cannot read CA file/m);
+});
