@@ -30,6 +30,7 @@ import { DEFAULT_MAX_HEADER_BYTES } from "./lib/handshake.ts";
 import {
   AccioServer,
   DEFAULT_MAX_CONNECTIONS,
+  type Refusal,
   type ServerOptions,
   type UploadOutcome,
 } from "./lib/server.ts";
@@ -41,7 +42,7 @@ import {
 import { onStopSignals, surviveFileSizeLimit, surviveUncaughtErrors } from "./lib/signals.ts";
 import { onReloadSignal, type Reloadable } from "./lib/reload.ts";
 import { checkWorkerOptions, MAX_WORKERS, parseWorkersOption, WorkerPool } from "./lib/worker_pool.ts";
-import { runServerWorker } from "./lib/server_worker.ts";
+import { runServerWorker, type WorkerSettings } from "./lib/server_worker.ts";
 import { isServerWorker, type OptionValues } from "./lib/worker_protocol.ts";
 import { parseTlsFiles, serverTls, TLS_OPTIONS } from "./lib/tls_options.ts";
 
@@ -157,8 +158,29 @@ function resumeOptions(values: Record<string, string | boolean | undefined>) {
 }
 
 /** A worker's settings, from the same option values as the main thread's (see lib/server_worker.ts). */
-function workerSettings(values: OptionValues): Partial<ServerOptions> {
-  return { ...limits(values), ...resumeOptions(values), hashUploads: typeof values.log === "string" };
+async function workerSettings(values: OptionValues): Promise<WorkerSettings> {
+  const settings = {
+    ...limits(values),
+    ...resumeOptions(values),
+    hashUploads: typeof values.log === "string",
+  };
+  const files = parseTlsFiles(values);
+  if (files === undefined) return settings;
+  // A node:tls context lives in one isolate: each worker loads its own (the main thread logged what it is).
+  const tls = await serverTls(files, { timeoutMs: settings.idleTimeoutMs!, log: () => {} });
+  return { ...settings, gates: [...(settings.gates ?? []), tls.gate], reloadables: [tls.reloadable] };
+}
+
+/** With workers, SIGHUP reads the certificate in the main thread first: only a good one reaches the workers. */
+function reloadInWorkers(reloadable: Reloadable, started: { server?: Serving }): Reloadable {
+  return {
+    what: reloadable.what,
+    reload: async () => {
+      const summary = await reloadable.reload();
+      if (started.server instanceof WorkerPool) started.server.reload();
+      return `${summary} (the workers read it again)`;
+    },
+  };
 }
 
 if (isServerWorker()) {
@@ -194,10 +216,10 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
     : new Metrics(() => started.server?.activeConnections ?? 0);
   const settings = limits(values);
   const tls = tlsFiles && await serverTls(tlsFiles, { timeoutMs: settings.idleTimeoutMs!, log });
-  if (tls) reloadables.push(tls.reloadable);
+  if (tls) reloadables.push(workers > 1 ? reloadInWorkers(tls.reloadable, started) : tls.reloadable);
   const onUpload = reporter(log, Boolean(values.verbose), metrics, uploadLog, forwarding);
   const server = started.server = workers > 1
-    ? await startWorkers(workers, values, port, directory, log, onUpload)
+    ? await startWorkers(workers, values, port, directory, log, onUpload, metrics)
     : await AccioServer.start({
       port,
       directory,
@@ -343,10 +365,22 @@ function startWorkers(
   directory: string,
   log: (line: string) => void,
   onUpload: (outcome: UploadOutcome) => void,
+  metrics: Metrics | undefined,
 ): Promise<WorkerPool> {
   const maxConnections = limits(values).maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const script = new URL(import.meta.url);
-  return WorkerPool.start({ script, count, port, directory, values, maxConnections, onLog: log, onUpload });
+  const onRefused = (refusal: Refusal) => metrics?.recordRefusal(refusal.kind);
+  return WorkerPool.start({
+    script,
+    count,
+    port,
+    directory,
+    values,
+    maxConnections,
+    onLog: log,
+    onUpload,
+    onRefused,
+  });
 }
 
 /** What happens as each upload ends: the stderr line, the metrics, the upload log. */

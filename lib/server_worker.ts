@@ -20,10 +20,17 @@ import { AccioServer, type ServerOptions } from "./server.ts";
 import { SharedNumbers } from "./shared_numbers.ts";
 import { SharedSlots } from "./shared_slots.ts";
 import { surviveUncaughtErrors } from "./signals.ts";
+import { type Reloadable, reloadAll } from "./reload.ts";
 import type { FromWorker, OptionValues, ToWorker, WorkerStart } from "./worker_protocol.ts";
 
-/** The per-connection settings a worker builds from the command line's values, as the main thread does. */
-export type BuildSettings = (values: OptionValues) => Partial<ServerOptions>;
+/** A worker's server settings, and what it reads again when the main thread posts `reload` (SIGHUP). */
+export type WorkerSettings = Partial<ServerOptions> & { reloadables?: readonly Reloadable[] };
+
+/**
+ * The per-connection settings a worker builds from the command line's values, as the main thread does;
+ * asynchronous, as loading a TLS certificate is.
+ */
+export type BuildSettings = (values: OptionValues) => WorkerSettings | Promise<WorkerSettings>;
 
 /** The numbers recorded by the main thread on this worker's behalf: one request per number, answered in turn. */
 class GoneRequests {
@@ -67,10 +74,15 @@ export function runServerWorker(build: BuildSettings): void {
   surviveUncaughtErrors(log);
   const gone = new GoneRequests();
   let server: Promise<AccioServer | undefined> = Promise.resolve(undefined);
+  const reloadables: Reloadable[] = [];
+  let reloading: Promise<void> = Promise.resolve();
   scope.onmessage = (event) => {
     const message = event.data;
-    if (message.kind === "start") server = start(message, build, gone, log);
-    else if (message.kind === "gone-done") gone.settle(message.seq, message.error);
+    if (message.kind === "start") server = start(message, build, { gone, log, reloadables });
+    else if (message.kind === "reload") {
+      // One reload at a time, and only once the server (and its certificate) is there.
+      reloading = reloading.then(() => server).then(() => reloadAll(reloadables, log));
+    } else if (message.kind === "gone-done") gone.settle(message.seq, message.error);
     else if (message.kind === "shutdown") void server.then((s) => s?.shutdown());
     else if (message.kind === "close") void server.then((s) => s?.close());
   };
@@ -80,12 +92,14 @@ export function runServerWorker(build: BuildSettings): void {
 async function start(
   message: WorkerStart,
   build: BuildSettings,
-  gone: GoneRequests,
-  log: (line: string) => void,
+  { gone, log, reloadables }: { gone: GoneRequests; log: (line: string) => void; reloadables: Reloadable[] },
 ): Promise<AccioServer | undefined> {
   try {
+    const { reloadables: own = [], ...settings } = await build(message.values);
+    // Each worker's reload is logged: say whose.
+    reloadables.push(...own.map((r) => ({ what: `${r.what} in worker ${message.index}`, reload: r.reload })));
     const server = await AccioServer.start({
-      ...build(message.values),
+      ...settings,
       port: message.port,
       directory: message.directory,
       maxConnections: message.maxConnections,
@@ -96,6 +110,7 @@ async function start(
       },
       onLog: log,
       onUpload: (outcome) => post({ kind: "upload", outcome: { ...outcome, worker: message.index } }),
+      onRefused: (refusal) => post({ kind: "refused", refusal }),
     });
     post({ kind: "ready", addr: server.addr });
     server.finished.then(() => post({ kind: "finished" }));

@@ -29,7 +29,7 @@
 import { AccioError, describeError, UsageError } from "./errors.ts";
 import { listenAll } from "./listen.ts";
 import { metricFamily } from "./metrics.ts";
-import { logRepairs } from "./server.ts";
+import { logRepairs, type Refusal } from "./server.ts";
 import { SharedNumbers } from "./shared_numbers.ts";
 import { SharedSlots } from "./shared_slots.ts";
 import { type OpenReport, recordUnusedNumber, UploadDirectory } from "./upload_dir.ts";
@@ -85,6 +85,8 @@ export interface WorkerPoolOptions {
   onLog: (message: string) => void;
   /** Called once per numbered connection of any worker when it ends. */
   onUpload: (outcome: WorkerOutcome) => void;
+  /** Called for each connection a worker refused before a number. */
+  onRefused?: (refusal: Refusal) => void;
 }
 
 /** A running server of several workers. Create it with {@link WorkerPool.start}. */
@@ -126,6 +128,7 @@ export class WorkerPool {
       new WorkerThread(options.script, i + 1, {
         onLog: options.onLog,
         onUpload: options.onUpload,
+        onRefused: options.onRefused,
         recordGone: (id) => held.directory.recordGone(id),
       }));
     try {
@@ -147,6 +150,14 @@ export class WorkerPool {
   shutdown(): Promise<void> {
     for (const thread of this.#threads) thread.send({ kind: "shutdown" });
     return this.finished;
+  }
+
+  /**
+   * Every worker reads the TLS certificate again for its new connections
+   * (SIGHUP, once the main thread found the files good); each logs the result.
+   */
+  reload(): void {
+    for (const thread of this.#threads) thread.send({ kind: "reload" });
   }
 
   /** Every worker stops at once: uploads in flight end as `ERROR` (SIGTERM). */
@@ -226,7 +237,6 @@ const SINGLE_THREAD_OPTIONS: Record<string, string> = {
   forward: "the forward queue and the numbering it seeds live in one thread",
   resumable: "the kept prefixes are locked per upload in one thread",
   "max-per-address": "the connections per address are counted in one thread",
-  "tls-cert": "the certificate is loaded, and reloaded on SIGHUP, in one thread",
 };
 
 /**

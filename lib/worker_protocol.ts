@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import type { Refusal } from "./server.ts";
 import type { UploadOutcome } from "./upload_session.ts";
 
 /** Every server worker's name starts so (`new Worker(url, { name })`). */
@@ -51,6 +52,8 @@ export type ToWorker =
   | WorkerStart
   | { kind: "shutdown" }
   | { kind: "close" }
+  // SIGHUP: read the TLS certificate again (the main thread read it first, and found it good).
+  | { kind: "reload" }
   | { kind: "gone-done"; seq: number; error?: string };
 
 /** An upload outcome with the worker that served it. */
@@ -62,5 +65,6 @@ export type FromWorker =
   | { kind: "failed"; message: string }
   | { kind: "log"; line: string }
   | { kind: "upload"; outcome: WorkerOutcome }
+  | { kind: "refused"; refusal: Refusal }
   | { kind: "gone"; seq: number; id: number }
   | { kind: "finished" };

@@ -22,6 +22,7 @@ import {
   type WorkerOutcome,
   type WorkerStart,
 } from "./worker_protocol.ts";
+import type { Refusal } from "./server.ts";
 
 /** What a {@link WorkerThread} reports to, and asks of, the main thread. */
 export interface WorkerHooks {
@@ -29,6 +30,8 @@ export interface WorkerHooks {
   onLog: (message: string) => void;
   /** One of its uploads ended. */
   onUpload: (outcome: WorkerOutcome) => void;
+  /** A connection it refused before a number (for `accio_refused_total`). */
+  onRefused?: (refusal: Refusal) => void;
   /** Records a number no `N.file` will show (the main thread's `.accio.numbers`). */
   recordGone: (id: number) => Promise<void>;
 }
@@ -95,6 +98,8 @@ export class WorkerThread {
       case "upload":
         this.uploads++;
         return this.#hooks.onUpload(message.outcome);
+      case "refused":
+        return this.#hooks.onRefused?.(message.refusal);
       case "gone":
         return void this.#recordGone(message.seq, message.id);
       case "finished":

@@ -15,7 +15,6 @@ import { type CertFiles, makeTestCerts, skipWithoutOpenssl, type TestCerts } fro
 import { bytes, text } from "./support/encoding.ts";
 import { contentFile, listDir, makeFile, tempDir } from "./support/files.ts";
 import { runClient, spawnProgram, startServer, taskArgs } from "./support/process.ts";
-import { rawUpload } from "./support/raw_upload.ts";
 import { waitFor } from "./support/wait.ts";
 import { connect, freePort, readToEnd, sendAll } from "./support/wire.ts";
 
@@ -336,7 +335,6 @@ Deno.test({ name: "TLS: usage errors exit 2, bad certificate files exit 1", igno
   const usage = [
     ["server", ["--tls-cert", c.server.cert, port, dir]],
     ["server", ["--tls-key", c.server.key, port, dir]],
-    ["server", [...tlsArgs(c.server), "--workers", "2", port, dir]],
     ["server-s", ["--tls-cert", c.server.cert, port]],
     ["client", ["--ca", c.ca.cert, "127.0.0.1", port, "x"]],
     ["client", ["--tls-name", "localhost", "127.0.0.1", port, "x"]],
@@ -376,4 +374,40 @@ Deno.test({ name: "TLS: usage errors exit 2, bad certificate files exit 1", igno
   ]);
   assert.equal(badCa.code, 1, badCa.stderr);
   assert.match(badCa.stderr, /^ERROR: cannot read CA file/m);
+});
+
+Deno.test({
+  name: "TLS: --workers 2 serves TLS in every worker, SIGHUP reaches them, their refusals are counted",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  const files = await ownFiles(c.server);
+  const metricsPort = freePort();
+  await using server = await startServer("server", {
+    extra: [...tlsArgs(files), "--workers", "2", "--timeout", "1", "--metrics-port", String(metricsPort)],
+  });
+  const port = String(server.port);
+  const file = await contentFile("to a worker", "w.txt");
+  for (let i = 0; i < 4; i++) {
+    const result = await runClient([...trusting(c), "127.0.0.1", port, file]);
+    assert.equal(result.code, 0, result.stderr);
+  }
+  assert.deepEqual(await stored(server.dir), ["1.file", "2.file", "3.file", "4.file"]);
+  await Deno.copyFile(c.otherName.cert, files.cert);
+  await Deno.copyFile(c.otherName.key, files.key);
+  server.proc.child.kill("SIGHUP");
+  const bothReloaded = () =>
+    /reloaded TLS certificate in worker 1: .*other\.example/.test(server.proc.stderr) &&
+    /reloaded TLS certificate in worker 2: .*other\.example/.test(server.proc.stderr);
+  await waitFor(bothReloaded, 10_000, "both workers' reloads");
+  for (let i = 0; i < 4; i++) {
+    const renamed = await runClient([...trusting(c), "--tls-name", "other.example", "127.0.0.1", port, file]);
+    assert.equal(renamed.code, 0, renamed.stderr);
+  }
+  const plain = await runClient(["--timeout", "5", "127.0.0.1", port, file]);
+  assert.equal(plain.code, 1);
+  let metrics = "";
+  await waitFor(async () => /tls-timeout/.test(metrics = await scrape(metricsPort)), 5_000, "the count");
+  assert.match(metrics, /^accio_refused_total\{reason="tls-timeout"\} 1$/m);
+  assert.equal((await stored(server.dir)).length, 8);
 });
