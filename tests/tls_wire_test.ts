@@ -9,6 +9,8 @@
  * keeps the old one; usage errors exit 2.
  */
 import assert from "node:assert/strict";
+import net from "node:net";
+import nodeTls from "node:tls";
 import { connectTls, loadCaFile } from "../lib/tls_client.ts";
 import type { TlsStream } from "../lib/tls_stream.ts";
 import { type CertFiles, makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
@@ -410,4 +412,37 @@ Deno.test({
   await waitFor(async () => /tls-timeout/.test(metrics = await scrape(metricsPort)), 5_000, "the count");
   assert.match(metrics, /^accio_refused_total\{reason="tls-timeout"\} 1$/m);
   assert.equal((await stored(server.dir)).length, 8);
+});
+
+Deno.test({
+  name:
+    "TLS: behind --proxy-protocol the header comes first in plaintext, then TLS; the header's client is logged",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  await using server = await startServer("server", {
+    extra: [...tlsArgs(c.server), "--proxy-protocol", "--verbose"],
+  });
+  const raw = net.connect({ host: "127.0.0.1", port: server.port });
+  const secure = await new Promise<nodeTls.TLSSocket>((resolve, reject) => {
+    raw.once("error", reject);
+    raw.once("connect", () => {
+      raw.write(`PROXY TCP4 192.0.2.7 127.0.0.1 40000 ${server.port}\r\n`);
+      const s = nodeTls.connect({ socket: raw, ca: [c.caPem], servername: "localhost" });
+      s.once("secureConnect", () => resolve(s));
+      s.once("error", reject);
+    });
+  });
+  let received = "";
+  secure.on("data", (chunk) => {
+    received += chunk;
+    if (received === "accio\r\n") secure.end("proxied, then TLS");
+  });
+  await waitFor(
+    () => /1\.file from 192\.0\.2\.7:40000: saved 17 bytes/.test(server.proc.stderr),
+    10_000,
+    "the log",
+  );
+  secure.destroy();
+  assert.equal(await Deno.readTextFile(`${server.dir}/1.file`), "proxied, then TLS");
 });
