@@ -16,7 +16,7 @@ import type { TlsStream } from "../lib/tls_stream.ts";
 import { type CertFiles, makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
 import { bytes, text } from "./support/encoding.ts";
 import { contentFile, listDir, makeFile, tempDir } from "./support/files.ts";
-import { runClient, spawnProgram, startServer, taskArgs } from "./support/process.ts";
+import { runClient, runClientInTerminal, spawnProgram, startServer, taskArgs } from "./support/process.ts";
 import { waitFor } from "./support/wait.ts";
 import { connect, freePort, readToEnd, sendAll } from "./support/wire.ts";
 
@@ -445,4 +445,28 @@ Deno.test({
   );
   secure.destroy();
   assert.equal(await Deno.readTextFile(`${server.dir}/1.file`), "proxied, then TLS");
+});
+
+Deno.test({ name: "TLS: the progress bar is drawn over TLS on a terminal", ignore }, async (t) => {
+  const c = await getCerts();
+  await using server = await startServer("server", { extra: [...tlsArgs(c.server), "--headers"] });
+  const path = await makeFile(await tempDir(), "p.bin", 8 * 1024 * 1024);
+  const shown = await runClientInTerminal([
+    ...trusting(c),
+    "--verify",
+    "127.0.0.1",
+    String(server.port),
+    path,
+  ]);
+  if (shown === undefined) {
+    await t.step({ name: "SKIPPED: util-linux script(1) is not installed", ignore: true, fn() {} });
+    return;
+  }
+  assert.equal(shown.code, 0, shown.output);
+  const drawn = shown.output.split("\n");
+  assert.ok(
+    drawn.some((l) => !l.includes("hashing") && /\[#+\] 100% 8\.0 MiB \/ 8\.0 MiB/.test(l)),
+    shown.output,
+  );
+  assert.deepEqual(await Deno.readFile(`${server.dir}/1.file`), await Deno.readFile(path));
 });
