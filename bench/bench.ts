@@ -1,6 +1,6 @@
 /**
- * `deno task bench [--quick] [--runs N] [--size-mib N] [--only w1,w2,w3,w4]`: Accio against iperf3
- * (the loopback ceiling), OpenBSD netcat and the Python seed-style peers, in
+ * `deno task bench [--quick] [--runs N] [--size-mib N] [--only w1,...]`: Accio against iperf3
+ * (the loopback ceiling), OpenBSD netcat, the Python seed-style peers and (TLS) openssl, in
  * the same run, on files in a tmpfs. Programs alternate within every run;
  * medians with min and max are reported, and each ratio to nc pair by pair.
  * After a complete run with every file verified, writes
@@ -17,6 +17,7 @@ import { writeRandomFile } from "./files.ts";
 import { type BenchConfig, benchConfig, type BenchOptions, HELP, parseBenchArgs, USAGE } from "./options.ts";
 import { ensureRsync, flakyUpload } from "./flaky.ts";
 import { ensurePeers } from "./peers.ts";
+import { tlsUpload } from "./tls.ts";
 import { onPath, ROOT } from "./programs.ts";
 import { checkComplete, markdown, type Results, writeAtomically } from "./report.ts";
 import {
@@ -76,7 +77,7 @@ async function makeSources(config: BenchConfig, base: string, results: Results):
 /** Which programs take part in which workload, by what is installed and what `--only` picked. */
 function lineUp(
   options: BenchOptions,
-  peers: { nc: boolean; iperf3: boolean; rsync: boolean },
+  peers: { nc: boolean; iperf3: boolean; rsync: boolean; openssl: boolean },
 ): Record<string, string[]> {
   const nc = peers.nc ? ["nc"] : [];
   const all: Record<string, string[]> = {
@@ -86,11 +87,16 @@ function lineUp(
     w3: ["accio", "accio-w2", "accio-wauto", "python"],
     w4: ["accio", "python"],
     w6: ["accio", ...(peers.rsync ? ["rsync"] : [])],
+    // TLS against plaintext Accio and the openssl pair (issue 13); without openssl, no certificates either.
+    w7: peers.openssl ? ["accio", "accio-tls", "openssl"] : [],
   };
   // Workload 6 only when named: it is not one of the throughput targets, and it needs rsync.
   const picked = (w: string) =>
     options.only === undefined ? w !== "w6" : (options.only as string[]).includes(w);
-  return Object.fromEntries(Object.entries(all).filter(([w]) => picked(w)));
+  if (picked("w7") && !peers.openssl) {
+    console.error("bench: SKIPPED: workload 7 (TLS): openssl is not installed");
+  }
+  return Object.fromEntries(Object.entries(all).filter(([w, lineup]) => picked(w) && lineup.length > 0));
 }
 
 const WORKLOAD: Record<string, (bench: Bench, program: string, run: number) => Promise<void>> = {
@@ -99,6 +105,7 @@ const WORKLOAD: Record<string, (bench: Bench, program: string, run: number) => P
   w3: (bench, program, run) => smallUploads(bench, program as ServerProgram, run),
   w4: (bench, program, run) => idleConnections(bench, program as ServerProgram, run),
   w6: flakyUpload,
+  w7: tlsUpload,
 };
 
 /** Every run: each workload in turn, its programs in an order that rotates from run to run. */
@@ -126,7 +133,7 @@ async function measure(options: BenchOptions, config: BenchConfig): Promise<Resu
   const tmpfs = Deno.env.get("ACCIO_BENCH_TMPFS");
   if (!tmpfs) console.error("bench: not root: files go to the temp directory on disk, not a tmpfs");
   const rsync = options.only?.includes("w6") ? await ensureRsync() : false;
-  const programs = lineUp(options, { ...await ensurePeers(), rsync });
+  const programs = lineUp(options, { ...await ensurePeers(), rsync, openssl: await onPath("openssl") });
   const results: Results = {};
   const base = await Deno.makeTempDir({
     dir: tmpfs ?? Deno.env.get("TMPDIR") ?? "/tmp",
@@ -144,7 +151,9 @@ async function measure(options: BenchOptions, config: BenchConfig): Promise<Resu
     : {};
   // Workload 6 notes two figures for each program: the bytes sent (w6) and the time (w6t).
   const w6t: Record<string, string[]> = programs.w6 ? { w6t: programs.w6 } : {};
-  checkComplete(results, { ...programs, ...w5, ...w6t }, config.runs);
+  // Workload 7 notes the CPU of each side too (w7c, w7s).
+  const w7cpu: Record<string, string[]> = programs.w7 ? { w7c: programs.w7, w7s: programs.w7 } : {};
+  checkComplete(results, { ...programs, ...w5, ...w6t, ...w7cpu }, config.runs);
   return results;
 }
 

@@ -11,7 +11,7 @@ import { UsageError } from "../lib/errors.ts";
  * The workloads `--only` can pick; workload 5 is measured during workload 1.
  * Workload 6 (a link that drops, against rsync) runs only when `--only` names it.
  */
-export const WORKLOADS = ["w1", "w2", "w3", "w4", "w6"] as const;
+export const WORKLOADS = ["w1", "w2", "w3", "w4", "w6", "w7"] as const;
 /** One of {@link WORKLOADS}. */
 export type Workload = typeof WORKLOADS[number];
 
@@ -22,7 +22,8 @@ export const MAX_RUNS = 100;
 export const MAX_SIZE_MIB = 4096;
 
 /** The usage line, without `usage: `. */
-export const USAGE = "deno task bench [--quick] [--runs N] [--size-mib N] [--only w1,w2,w3,w4,w6] [--help]";
+export const USAGE =
+  "deno task bench [--quick] [--runs N] [--size-mib N] [--only w1,w2,w3,w4,w6,w7] [--help]";
 
 /** The text of `--help`. */
 export const HELP = `usage: ${USAGE}
@@ -37,7 +38,8 @@ options:
   WORKLOADS.join(", ")
 }; results go to bench/results/quick.*
                   (w6, a 200 MiB upload over a link cut 5 times, Accio --resume against rsync
-                  --partial, runs only when named here)
+                  --partial, runs only when named here; w7, one upload of the workload-1 size
+                  over TLS against plaintext Accio and openssl s_client/s_server)
   -h, --help      show this help and exit`;
 
 /** What the command line asked for. */

@@ -126,12 +126,18 @@ export function shell(script: string, what: string): Child {
   return new Child("sh", ["-c", script], what);
 }
 
-/** Starts Accio's `server` or `client` exactly as its `deno task` would, with these arguments. */
-export function accio(task: "server" | "client", args: string[]): Child {
+/** The command line of Accio's `server` or `client` exactly as its `deno task` runs it, with these arguments. */
+export function accioArgv(task: "server" | "client", args: string[]): string[] {
   const [deno, run, ...rest] = denoConfig.tasks[task].split(" ");
   if (deno !== "deno" || run !== "run") throw new Error(`deno.json task ${task} is not "deno run ..."`);
   const script = `${ROOT}${rest.pop()}`;
-  return new Child(Deno.execPath(), [run, ...rest, script, ...args], `accio ${task}`);
+  return [Deno.execPath(), run, ...rest, script, ...args];
+}
+
+/** Starts Accio's `server` or `client` exactly as its `deno task` would, with these arguments. */
+export function accio(task: "server" | "client", args: string[]): Child {
+  const [command, ...rest] = accioArgv(task, args);
+  return new Child(command, rest, `accio ${task}`);
 }
 
 /** Whether `name` is an executable file in a directory of PATH. */

@@ -88,6 +88,9 @@ export function labels(config: BenchConfig): Record<string, [string, string]> {
     w5: [`5: peak RSS during workload 1`, "MiB"],
     w6: [`6: one ${config.flakyMiB} MiB upload over a link cut 5 times`, "MiB sent beyond the file's size"],
     w6t: [`6: one ${config.flakyMiB} MiB upload over a link cut 5 times`, "s, start to stored"],
+    w7: [`7: one ${config.bigMiB} MiB upload, TLS (accio: plaintext)`, "MiB/s"],
+    w7c: [`7: one ${config.bigMiB} MiB upload, TLS (accio: plaintext)`, "client CPU s per GiB"],
+    w7s: [`7: one ${config.bigMiB} MiB upload, TLS (accio: plaintext)`, "server CPU s per GiB"],
   };
 }
 
@@ -118,7 +121,24 @@ export function markdown(results: Results, config: BenchConfig, date: string, ma
   }
   const ceiling = pairedRatio(results, "w1", "accio", "iperf3");
   if (ceiling) lines.push("", `Workload 1, accio / iperf3 ceiling (paired median): ${ceiling.toFixed(2)}x.`);
+  lines.push(...tlsTargets(results));
   return lines.join("\n") + "\n";
+}
+
+/** Workload 7's two targets (issue 13), from paired medians: TLS against plaintext, and against openssl. */
+function tlsTargets(results: Results): string[] {
+  const ofPlain = pairedRatio(results, "w7", "accio-tls", "accio");
+  // Time is inverse to throughput: openssl's MiB/s over ours is our time over openssl's.
+  const timeOverOpenssl = pairedRatio(results, "w7", "openssl", "accio-tls");
+  if (ofPlain === undefined || timeOverOpenssl === undefined) return [];
+  const verdict = (ok: boolean) => ok ? "met" : "NOT met";
+  return [
+    "",
+    `Workload 7, accio-tls / plaintext accio throughput (paired median): ${ofPlain.toFixed(2)}x ` +
+    `(target at least 0.60x: ${verdict(ofPlain >= 0.6)}).`,
+    `Workload 7, accio-tls time / openssl pair time (paired median): ${timeOverOpenssl.toFixed(2)}x ` +
+    `(target at most 1.20x: ${verdict(timeOverOpenssl <= 1.2)}).`,
+  ];
 }
 
 /**
