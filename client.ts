@@ -14,7 +14,8 @@ import {
 import { abortOnSignals } from "./lib/client_signals.ts";
 import { DEFAULT_TIMEOUT_MS, formatSeconds } from "./lib/deadline.ts";
 import { deliver, type DeliveryOutcome } from "./lib/delivery.ts";
-import { describeError, UsageError } from "./lib/errors.ts";
+import { describeError, RefusedError, UsageError } from "./lib/errors.ts";
+import { type ClientToken, readClientToken, UNAUTHORIZED } from "./lib/tokens.ts";
 import { resolvePort } from "./lib/port.ts";
 import { ProgressBar } from "./lib/progress.ts";
 import { batchVerdict, runBatch, shownPath, summaryLine } from "./lib/upload_batch.ts";
@@ -77,6 +78,15 @@ const spec = {
     quiet: {
       type: "boolean",
       help: "no progress bars, summary lines or notes; only ERROR lines",
+    },
+    "token-file": {
+      type: "string",
+      valueName: "FILE",
+      help: "send the token in FILE (server --tokens; not readable by every user); else ACCIO_TOKEN, if set",
+    },
+    "allow-plaintext-tokens": {
+      type: "boolean",
+      help: "send a token without TLS, readable by anyone on the network",
     },
   },
 } as const;
@@ -145,13 +155,21 @@ interface Run {
   several: boolean;
   note: (line: string) => void;
   signal: AbortSignal;
+  /** The token to send, if any. */
+  token?: string;
+  /** Set once the server refused the token: the files not yet sent would only add failures to its back-off. */
+  unauthorized?: RefusedError;
 }
 
 /** Delivers one item, with its progress bars and its retry notes. */
 async function deliverItem(run: Run, item: UploadItem): Promise<DeliveryOutcome> {
   const { settings } = run;
+  if (run.unauthorized) {
+    return { ok: false, error: run.unauthorized, attempts: 0, sentBytes: 0, durationMs: 0 };
+  }
   const progress = progressBars(run.bars, run.several ? item.path : "");
   const outcome = await deliver({
+    token: run.token,
     hostname: run.hostname,
     port: run.port,
     path: item.path,
@@ -176,6 +194,9 @@ async function deliverItem(run: Run, item: UploadItem): Promise<DeliveryOutcome>
   });
   if (outcome.ok) progress.finish();
   else progress.end(); // the line that follows starts on a line of its own
+  if (!outcome.ok && outcome.error instanceof RefusedError && outcome.error.reason === UNAUTHORIZED) {
+    run.unauthorized = outcome.error;
+  }
   return outcome;
 }
 
@@ -191,8 +212,27 @@ function stopOnSignals(): AbortSignal {
   return stop.signal;
 }
 
+/**
+ * The token, from `--token-file` or `ACCIO_TOKEN` (never the command line: `ps` shows it to every user);
+ * refused without TLS unless `--allow-plaintext-tokens`.
+ */
+async function clientToken(
+  values: Record<string, string | boolean | undefined>,
+): Promise<ClientToken | undefined> {
+  const file = values["token-file"];
+  const found = await readClientToken(typeof file === "string" ? file : undefined);
+  if (found && !values.tls && !values["allow-plaintext-tokens"]) {
+    throw new UsageError(
+      `a token (from ${found.source}) without --tls would cross the network readable by anyone on the way: ` +
+        "add --tls, or --allow-plaintext-tokens (a private network)",
+    );
+  }
+  return found;
+}
+
 await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...paths], values }) => {
   const settings = parseSettings(values);
+  const token = await clientToken(values);
   const port = await resolvePort(portText);
   const name = typeof values.name === "string" ? values.name : undefined;
   const { uploads, skipped } = await listUploads(paths, {
@@ -204,7 +244,16 @@ await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...
   for (const line of skipped) note(`skipped ${line}`);
   const bars = settings.parallel === 1 && !settings.quiet && Deno.stderr.isTerminal();
   const signal = stopOnSignals();
-  const run: Run = { hostname, port, settings, bars, several: uploads.length > 1, note, signal };
+  const run: Run = {
+    hostname,
+    port,
+    settings,
+    bars,
+    several: uploads.length > 1,
+    note,
+    signal,
+    token: token?.token,
+  };
   const outcomes = await runBatch(uploads, settings.parallel, (item) => deliverItem(run, item), {
     signal,
     onDone: (item, outcome) => settings.quiet || print(summaryLine(item, outcome)),

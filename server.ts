@@ -344,10 +344,13 @@ async function tokenAccess(
     );
   }
   if (settings.handshake === "single") {
-    throw new UsageError("--tokens needs the double handshake (a token is a header line): drop --handshake single");
+    throw new UsageError(
+      "--tokens needs the double handshake (a token is a header line): drop --handshake single",
+    );
   }
   const tokens = await TokenFile.load(values.tokens);
-  const summary = (table: TokenFile["table"]) => `${table.identities().length} identities, ${table.size} tokens`;
+  const summary = (table: TokenFile["table"]) =>
+    `${table.identities().length} identities, ${table.size} tokens`;
   reloadables.push({ what: "tokens", reload: async () => summary(await tokens.reload()) });
   log(`tokens from ${tokens.path}: ${summary(tokens.table)}`);
   return [tokenGate({

@@ -40,7 +40,14 @@ import { addressKey, type FailureBackoff } from "./address_limit.ts";
 import { peerHost } from "./address_gate.ts";
 import { abortable } from "./abortable.ts";
 import { formatSeconds } from "./deadline.ts";
-import { AccioError, ConnectionError, LimitError, NotAnUploadError, ProtocolError, TimeoutError } from "./errors.ts";
+import {
+  AccioError,
+  ConnectionError,
+  LimitError,
+  NotAnUploadError,
+  ProtocolError,
+  TimeoutError,
+} from "./errors.ts";
 import type { ServerHandshakeMode, ServerHandshakeResult } from "./handshake.ts";
 import { greet } from "./receiver.ts";
 import { LINGER_MS, ServerConn } from "./server_conn.ts";
@@ -120,7 +127,10 @@ async function waitTurn(options: TokenGateOptions, key: string, host: string, si
  * @returns the handshake, or why it cannot carry a token (answered `unauthorized`).
  * @throws {TimeoutError} {ConnectionError}: nobody left to answer; {NotAnUploadError} for a close before any byte.
  */
-async function greetWithin(conn: ServerConn, options: TokenGateOptions): Promise<ServerHandshakeResult | string> {
+async function greetWithin(
+  conn: ServerConn,
+  options: TokenGateOptions,
+): Promise<ServerHandshakeResult | string> {
   let expired = false;
   const timer = setTimeout(() => {
     expired = true;

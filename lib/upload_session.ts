@@ -38,7 +38,11 @@
 import { createHash, type Hash } from "node:crypto";
 import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
 import { AccioError, describeError, NotAnUploadError, ProtocolError, refusalKind } from "./errors.ts";
-import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode, type ServerHandshakeResult } from "./handshake.ts";
+import {
+  DEFAULT_MAX_HEADER_BYTES,
+  type ServerHandshakeMode,
+  type ServerHandshakeResult,
+} from "./handshake.ts";
 import { parseHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
 import { formatAddress } from "./listen.ts";
 import { type ByteSink, greet, receiveFile } from "./receiver.ts";
@@ -385,7 +389,9 @@ async function receive(session: Session, settings: SessionSettings): Promise<voi
   });
   // The token gate accepted header lines to find the token; the others need the server's consent as ever.
   if (handshake.headerLines.length > 0 && !(allowHeaders || allowNames)) {
-    throw new ProtocolError("header lines besides the token sent, but this server accepts no header extensions");
+    throw new ProtocolError(
+      "header lines besides the token sent, but this server accepts no header extensions",
+    );
   }
   session.handshake = handshake.kind;
   await readHeaders(session, handshake.headerLines, settings, handshake.data.length);
@@ -414,7 +420,10 @@ async function readHeaders(
   const { name, sha256 } = session.headers;
   // With an identity, a retry's kept prefix is found by the name inside the identity's folder only.
   const scoped = identity !== undefined && name !== undefined ? `${identity}/${name}` : name;
-  const retry = session.retry = RetrySession.for({ ...session.headers, name: scoped }, settings.resumeStore ?? undefined);
+  const retry = session.retry = RetrySession.for(
+    { ...session.headers, name: scoped },
+    settings.resumeStore ?? undefined,
+  );
   if (name !== undefined) {
     if (!settings.allowNames) throw new ProtocolError("named uploads are not enabled on this server");
     const segments = identity === undefined ? checkName(name) : identityPath(identity, name);
