@@ -40,7 +40,7 @@ import {
 } from "./lib/resume_store.ts";
 import { onStopSignals, surviveFileSizeLimit, surviveUncaughtErrors } from "./lib/signals.ts";
 import { onReloadSignal, type Reloadable } from "./lib/reload.ts";
-import { FailureBackoff } from "./lib/address_limit.ts";
+import { AuthLockout } from "./lib/auth_lockout.ts";
 import { tokenGate } from "./lib/token_gate.ts";
 import { TokenFile } from "./lib/tokens.ts";
 import { checkWorkerOptions, MAX_WORKERS, parseWorkersOption, WorkerPool } from "./lib/worker_pool.ts";
@@ -355,7 +355,7 @@ async function tokenAccess(
   log(`tokens from ${tokens.path}: ${summary(tokens.table)}`);
   return [tokenGate({
     tokens,
-    backoff: new FailureBackoff({ freeFailures: 3 }),
+    lockout: new AuthLockout(),
     timeoutMs: settings.idleTimeoutMs ?? DEFAULT_TIMEOUT_MS,
     handshake: settings.handshake ?? "auto",
     maxHeaderBytes: settings.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,

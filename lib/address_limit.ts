@@ -241,15 +241,6 @@ export class FailureBackoff {
     while (this.#records.size > this.#maxTracked) this.#records.delete(this.#records.keys().next().value!);
   }
 
-  /**
-   * Records a successful authentication from `key`: its failures are
-   * forgotten, so a sensor that mistyped its token, or shares a NAT with one
-   * that did, is not slowed down once it gets in.
-   */
-  recordSuccess(key: string): void {
-    this.#records.delete(key);
-  }
-
   /** For metrics: failures recorded, attempts delayed or refused, addresses tracked now. */
   get stats(): { failures: number; delayed: number; refused: number; tracked: number } {
     return { ...this.#stats, tracked: this.#records.size };

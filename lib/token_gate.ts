@@ -12,23 +12,22 @@
  *   {@link Arrival}; the session goes on from there without greeting again;
  * - no token (a single handshake cannot carry one) or a wrong one: the line
  *   `error unauthorized\r\n`, a short lingering close, and a refusal counted
- *   as `unauthorized`; the address's failure counts towards its back-off;
- * - an address with too many failures waits its turn before `accio\r\n`
- *   ({@link FailureBackoff}), or is refused at once, reading nothing, as
- *   `backoff`, when its turn is further off than the cap.
+ *   as `unauthorized`; the failure counts towards the address's lock-out;
+ * - a locked-out address ({@link AuthLockout}) is refused at once, before
+ *   `accio\r\n` and reading nothing, counted as `backoff`.
  *
  * The whole handshake must arrive within the idle timeout: a client that
  * trickles its header cannot hold its connection slot for longer.
  *
  * @example
  * ```ts
- * import { FailureBackoff } from "./address_limit.ts";
+ * import { AuthLockout } from "./auth_lockout.ts";
  * import { tokenGate } from "./token_gate.ts";
  * import { TokenFile } from "./tokens.ts";
  * const tokens = await TokenFile.load("/etc/accio/tokens");
  * const gate = tokenGate({
  *   tokens,
- *   backoff: new FailureBackoff({ freeFailures: 3 }),
+ *   lockout: new AuthLockout(),
  *   timeoutMs: 10_000,
  *   handshake: "auto",
  *   maxHeaderBytes: 8192,
@@ -36,9 +35,9 @@
  * ```
  * @module
  */
-import { addressKey, type FailureBackoff } from "./address_limit.ts";
+import { addressKey } from "./address_limit.ts";
 import { peerHost } from "./address_gate.ts";
-import { abortable } from "./abortable.ts";
+import type { AttemptOutcome, AuthLockout } from "./auth_lockout.ts";
 import { formatSeconds } from "./deadline.ts";
 import {
   AccioError,
@@ -58,8 +57,8 @@ import type { Arrival, Gate } from "./upload_session.ts";
 export interface TokenGateOptions {
   /** Where tokens are checked (a {@link TokenFile}: reloaded on SIGHUP, each check sees the tokens in use). */
   tokens: { verify(token: string): string | undefined };
-  /** Failures per address, and how long the next attempt waits. */
-  backoff: FailureBackoff;
+  /** Failures per address, and the locks they lead to. */
+  lockout: AuthLockout;
   /** The idle timeout, in ms: also the longest the whole handshake may take. */
   timeoutMs: number;
   /** The handshakes the server accepts (a single one is always unauthorized). */
@@ -76,49 +75,58 @@ const IPV6_PREFIX_BITS = 64;
  *
  * @example
  * ```ts
- * import { FailureBackoff } from "./address_limit.ts";
+ * import { AuthLockout } from "./auth_lockout.ts";
  * import { tokenGate } from "./token_gate.ts";
  * import { TokenTable } from "./tokens.ts";
  * const tokens = TokenTable.parse("", "no tokens");
- * const gates = [tokenGate({ tokens, backoff: new FailureBackoff(), timeoutMs: 10_000, handshake: "auto", maxHeaderBytes: 8192 })];
+ * const gates = [tokenGate({ tokens, lockout: new AuthLockout(), timeoutMs: 10_000, handshake: "auto", maxHeaderBytes: 8192 })];
  * ```
  */
 export function tokenGate(options: TokenGateOptions): Gate {
   return async (arrival: Arrival) => {
     const host = peerHost(arrival.peer);
-    const key = addressKey(host, IPV6_PREFIX_BITS);
-    await waitTurn(options, key, host, arrival.signal);
-    const conn = new ServerConn(arrival.conn);
-    const handshake = await greetWithin(conn, options);
-    const taken = typeof handshake === "string" ? { problem: handshake, rest: [] } : takeToken(handshake);
-    const identity = taken.token === undefined ? undefined : options.tokens.verify(taken.token);
-    if (identity === undefined || typeof handshake === "string") {
-      options.backoff.recordFailure(key);
-      await conn.refuse(UNAUTHORIZED, Math.min(LINGER_MS, options.timeoutMs), arrival.signal);
-      const why = taken.problem ?? "the token matches no identity";
-      throw new AccioError(`${UNAUTHORIZED}: ${why}`, { refusal: UNAUTHORIZED });
+    const admission = options.lockout.begin(addressKey(host, IPV6_PREFIX_BITS));
+    if (!admission.admitted) throw lockedOut(host, admission.lockedMs);
+    let outcome: AttemptOutcome = "other";
+    try {
+      await checkToken(arrival, options);
+      outcome = "success";
+    } catch (error) {
+      if (error instanceof AccioError && error.refusal === UNAUTHORIZED) outcome = "failure";
+      throw error;
+    } finally {
+      admission.finish(outcome);
     }
-    options.backoff.recordSuccess(key);
-    arrival.identity = identity;
-    arrival.handshake = { ...handshake, headerLines: taken.rest };
   };
 }
 
-/** The back-off's wait for `key`, before anything is sent or read; refused when its turn is too far off. */
-async function waitTurn(options: TokenGateOptions, key: string, host: string, signal: AbortSignal) {
-  const waitMs = options.backoff.admit(key);
-  if (waitMs === undefined || waitMs >= options.timeoutMs) {
-    throw new AccioError(`${host} failed too many token checks: refused before accio (back-off)`, {
-      refusal: "backoff",
-    });
+/** The refusal of a locked-out address: nothing was sent to it, nothing read. */
+function lockedOut(host: string, lockedMs: number): AccioError {
+  const why = lockedMs > 0
+    ? `locked for ${formatSeconds(lockedMs)} more after failed token checks`
+    : "a token check of this address after failed ones is still in progress";
+  return new AccioError(`${host} ${why}: refused before accio (back-off)`, { refusal: "backoff" });
+}
+
+/**
+ * Greets, runs the handshake and checks its token: records the identity and
+ * the handshake on `arrival`, or answers `error unauthorized` and throws.
+ *
+ * @throws {AccioError} refused as `unauthorized` (answered already) without a valid token; timeouts and
+ * broken connections as such, unanswered.
+ */
+async function checkToken(arrival: Arrival, options: TokenGateOptions): Promise<void> {
+  const conn = new ServerConn(arrival.conn);
+  const handshake = await greetWithin(conn, options);
+  const taken = typeof handshake === "string" ? { problem: handshake, rest: [] } : takeToken(handshake);
+  const identity = taken.token === undefined ? undefined : options.tokens.verify(taken.token);
+  if (identity === undefined || typeof handshake === "string") {
+    await conn.refuse(UNAUTHORIZED, Math.min(LINGER_MS, options.timeoutMs), arrival.signal);
+    const why = taken.problem ?? "the token matches no identity";
+    throw new AccioError(`${UNAUTHORIZED}: ${why}`, { refusal: UNAUTHORIZED });
   }
-  if (waitMs === 0) return;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    await abortable(new Promise((resolve) => timer = setTimeout(resolve, waitMs)), signal);
-  } finally {
-    clearTimeout(timer);
-  }
+  arrival.identity = identity;
+  arrival.handshake = { ...handshake, headerLines: taken.rest };
 }
 
 /**
