@@ -165,7 +165,8 @@ interface Run {
 async function deliverItem(run: Run, item: UploadItem): Promise<DeliveryOutcome> {
   const { settings } = run;
   if (run.unauthorized) {
-    return { ok: false, error: run.unauthorized, attempts: 0, sentBytes: 0, durationMs: 0 };
+    const error = new RefusedError(UNAUTHORIZED, { message: "not sent: the server refused the token" });
+    return { ok: false, error, attempts: 0, sentBytes: 0, durationMs: 0 };
   }
   const progress = progressBars(run.bars, run.several ? item.path : "");
   const outcome = await deliver({
@@ -258,7 +259,8 @@ await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...
     signal,
     onDone: (item, outcome) => settings.quiet || print(summaryLine(item, outcome)),
   });
-  const failure = batchVerdict(uploads, outcomes);
+  // One refused token says it all: the same line for one file or many.
+  const failure = run.unauthorized ?? batchVerdict(uploads, outcomes);
   if (failure) throw failure;
   return 0;
 });

@@ -245,9 +245,24 @@ Deno.test("tokens: wrong, missing (single handshake, double without token), malf
   // The real client: one clear line, not retried.
   const wrongFile = `${t.dir}/wrong.token`;
   await Deno.writeTextFile(wrongFile, "wrong-token-but-long-enough", { mode: 0o600 });
-  const wrong = await tokenClient(wrongFile, server.port, "--retries", "3", "--retry-delay", "0.1", t.data);
+  const wrong = await runClient([
+    "--allow-plaintext-tokens",
+    "--token-file",
+    wrongFile,
+    "--retries",
+    "3",
+    "--retry-delay",
+    "0.1",
+    "127.0.0.1",
+    String(server.port),
+    t.data,
+    t.data,
+    t.data,
+  ]);
   assert.equal(wrong.code, 1);
-  assert.match(wrong.stderr, /^ERROR: the server refused the token \(unauthorized\)/m);
+  assert.deepEqual(wrong.stderr.match(/^ERROR: .*$/gm), [
+    "ERROR: the server refused the token (unauthorized): it matches no identity in the server's tokens file, or was revoked",
+  ], "one ERROR line for the three files; the other two were not sent");
   assert.doesNotMatch(wrong.stderr, /trying again/);
   const none = await runClient(["127.0.0.1", String(server.port), t.data]);
   assert.equal(none.code, 1);
