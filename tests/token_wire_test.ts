@@ -15,7 +15,9 @@ import { tokenDigest } from "../lib/tokens.ts";
 import { listDir, tempDir } from "./support/files.ts";
 import { Proc, runClient, spawnProgram, startServer, taskArgs } from "./support/process.ts";
 import { waitFor } from "./support/wait.ts";
-import { freePort } from "./support/wire.ts";
+import { settlesWithin } from "../lib/abortable.ts";
+import { bytes, text } from "./support/encoding.ts";
+import { connect, freePort, readToEnd, recvExactly, sendAll } from "./support/wire.ts";
 
 const TOKEN_A = "tok-a-0123456789abcdef0123456789abcdef";
 const TOKEN_B = "tok-b-fedcba9876543210fedcba9876543210";
@@ -415,4 +417,31 @@ Deno.test("tokens: refused over plaintext on both sides without --allow-plaintex
   assert.equal((await env.wait()).code, 2);
   assert.match(env.stderr, /^ERROR: a token \(from ACCIO_TOKEN\) without --tls/m);
   assert.deepEqual(await listDir(dir), []);
+});
+
+Deno.test("tokens: the whole handshake must arrive within the idle timeout: a trickled header is cut off, with no number", async () => {
+  const t = await tokenSetup();
+  await using server = await startServer("server", { extra: serverArgs(t, ["--timeout", "1"]) });
+  const conn = await connect(server.port);
+  try {
+    const started = performance.now();
+    assert.equal(text(await recvExactly(conn, 7)), "accio\r\n");
+    await sendAll(conn, bytes("confirm-accio\r\n"));
+    assert.equal(text(await recvExactly(conn, 7)), "accio\r\n");
+    const ended = readToEnd(conn, 5_000);
+    // One byte every 200 ms: each read comes well within the idle timeout, the whole never does.
+    const header = `confirm-accio-again\r\ntoken: ${TOKEN_A}\r\n\r\n`;
+    for (const byte of header) {
+      if (await settlesWithin(ended, 200)) break;
+      await sendAll(conn, bytes(byte)).catch(() => {});
+    }
+    const reply = await ended;
+    const ms = performance.now() - started;
+    assert.ok(ms < 2_500, `cut off after ${ms} ms`);
+    assert.ok(reply === "reset" || reply.length === 0, `nothing answered: ${reply}`);
+  } finally {
+    conn.close();
+  }
+  assert.deepEqual(await tree(server.dir), []);
+  await waitFor(() => /no complete handshake within 1 s/.test(server.proc.stderr), 5_000, "the log line");
 });
