@@ -14,7 +14,8 @@ import {
 import { abortOnSignals } from "./lib/client_signals.ts";
 import { DEFAULT_TIMEOUT_MS, formatSeconds } from "./lib/deadline.ts";
 import { deliver, type DeliveryOutcome } from "./lib/delivery.ts";
-import { describeError, UsageError } from "./lib/errors.ts";
+import { describeError, RefusedError, UsageError } from "./lib/errors.ts";
+import { type ClientToken, readClientToken, UNAUTHORIZED } from "./lib/tokens.ts";
 import { resolvePort } from "./lib/port.ts";
 import { ProgressBar } from "./lib/progress.ts";
 import { batchVerdict, runBatch, shownPath, summaryLine } from "./lib/upload_batch.ts";
@@ -88,6 +89,15 @@ const spec = {
       type: "string",
       valueName: "NAME",
       help: "with --tls: the name the certificate must hold, also sent as SNI (default: HOSTNAME-OR-IP)",
+    },
+    "token-file": {
+      type: "string",
+      valueName: "FILE",
+      help: "send the token in FILE (server --tokens; not readable by every user); else ACCIO_TOKEN, if set",
+    },
+    "allow-plaintext-tokens": {
+      type: "boolean",
+      help: "send a token without TLS, readable by anyone on the network",
     },
   },
 } as const;
@@ -169,13 +179,22 @@ interface Run {
   signal: AbortSignal;
   /** How to verify the server, when speaking TLS. */
   tls?: TlsClientOptions;
+  /** The token to send, if any. */
+  token?: string;
+  /** Set once the server refused the token: the files not yet sent would only add failures to its back-off. */
+  unauthorized?: RefusedError;
 }
 
 /** Delivers one item, with its progress bars and its retry notes. */
 async function deliverItem(run: Run, item: UploadItem): Promise<DeliveryOutcome> {
   const { settings } = run;
+  if (run.unauthorized) {
+    const error = new RefusedError(UNAUTHORIZED, { message: "not sent: the server refused the token" });
+    return { ok: false, error, attempts: 0, sentBytes: 0, durationMs: 0 };
+  }
   const progress = progressBars(run.bars, run.several ? item.path : "");
   const outcome = await deliver({
+    token: run.token,
     hostname: run.hostname,
     port: run.port,
     path: item.path,
@@ -201,6 +220,9 @@ async function deliverItem(run: Run, item: UploadItem): Promise<DeliveryOutcome>
   });
   if (outcome.ok) progress.finish();
   else progress.end(); // the line that follows starts on a line of its own
+  if (!outcome.ok && outcome.error instanceof RefusedError && outcome.error.reason === UNAUTHORIZED) {
+    run.unauthorized = outcome.error;
+  }
   return outcome;
 }
 
@@ -216,8 +238,27 @@ function stopOnSignals(): AbortSignal {
   return stop.signal;
 }
 
+/**
+ * The token, from `--token-file` or `ACCIO_TOKEN` (never the command line: `ps` shows it to every user);
+ * refused without TLS unless `--allow-plaintext-tokens`.
+ */
+async function clientToken(
+  values: Record<string, string | boolean | undefined>,
+): Promise<ClientToken | undefined> {
+  const file = values["token-file"];
+  const found = await readClientToken(typeof file === "string" ? file : undefined);
+  if (found && !values.tls && !values["allow-plaintext-tokens"]) {
+    throw new UsageError(
+      `a token (from ${found.source}) without --tls would cross the network readable by anyone on the way: ` +
+        "add --tls, or --allow-plaintext-tokens (a private network)",
+    );
+  }
+  return found;
+}
+
 await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...paths], values }) => {
   const settings = parseSettings(values);
+  const token = await clientToken(values);
   const port = await resolvePort(portText);
   const tls = settings.tls && await clientTlsOptions(settings.tls); // a bad --ca stops the run before any file
   const name = typeof values.name === "string" ? values.name : undefined;
@@ -230,12 +271,23 @@ await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...
   for (const line of skipped) note(`skipped ${line}`);
   const bars = settings.parallel === 1 && !settings.quiet && Deno.stderr.isTerminal();
   const signal = stopOnSignals();
-  const run: Run = { hostname, port, settings, bars, several: uploads.length > 1, note, signal, tls };
+  const run: Run = {
+    hostname,
+    port,
+    settings,
+    bars,
+    several: uploads.length > 1,
+    note,
+    signal,
+    tls,
+    token: token?.token,
+  };
   const outcomes = await runBatch(uploads, settings.parallel, (item) => deliverItem(run, item), {
     signal,
     onDone: (item, outcome) => settings.quiet || print(summaryLine(item, outcome)),
   });
-  const failure = batchVerdict(uploads, outcomes);
+  // One refused token says it all: the same line for one file or many.
+  const failure = run.unauthorized ?? batchVerdict(uploads, outcomes);
   if (failure) throw failure;
   return 0;
 });

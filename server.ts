@@ -14,7 +14,7 @@ import {
   SERVER_TIMEOUT_OPTION,
 } from "./lib/cli.ts";
 import { DEFAULT_TIMEOUT_MS } from "./lib/deadline.ts";
-import { ConnectionError, describeError, FileError } from "./lib/errors.ts";
+import { ConnectionError, describeError, FileError, UsageError } from "./lib/errors.ts";
 import { parseInstance } from "./lib/forward_config.ts";
 import { LineWriter } from "./lib/log.ts";
 import { Metrics, type MetricsServer, type MetricsSource, serveMetrics } from "./lib/metrics.ts";
@@ -41,6 +41,9 @@ import {
 } from "./lib/resume_store.ts";
 import { onStopSignals, surviveFileSizeLimit, surviveUncaughtErrors } from "./lib/signals.ts";
 import { onReloadSignal, type Reloadable } from "./lib/reload.ts";
+import { AuthLockout } from "./lib/auth_lockout.ts";
+import { tokenGate } from "./lib/token_gate.ts";
+import { TokenFile } from "./lib/tokens.ts";
 import { checkWorkerOptions, MAX_WORKERS, parseWorkersOption, WorkerPool } from "./lib/worker_pool.ts";
 import { runServerWorker, type WorkerSettings } from "./lib/server_worker.ts";
 import { isServerWorker, type OptionValues } from "./lib/worker_protocol.ts";
@@ -120,6 +123,16 @@ const spec = {
       type: "string",
       valueName: "N|auto",
       help: `workers in this process on the same port (auto: one per CPU; at most ${MAX_WORKERS}; default 1)`,
+    },
+    tokens: {
+      type: "string",
+      valueName: "FILE",
+      help: "only clients with a token of FILE (identity:<sha256 of the token> lines) get a number; " +
+        "their named uploads go under FILE-DIR/<identity>/ (reloaded on SIGHUP)",
+    },
+    "allow-plaintext-tokens": {
+      type: "boolean",
+      help: "accept --tokens without TLS: every token then crosses the network readable",
     },
     quiet: { type: "boolean", help: "log nothing but fatal errors" },
     verbose: { type: "boolean", help: "log every upload, not only failed ones" },
@@ -217,6 +230,7 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
   const settings = limits(values);
   const tls = tlsFiles && await serverTls(tlsFiles, { timeoutMs: settings.idleTimeoutMs!, log });
   if (tls) reloadables.push(workers > 1 ? reloadInWorkers(tls.reloadable, started) : tls.reloadable);
+  const tokenGates = await tokenAccess(values, settings, reloadables, log);
   const onUpload = reporter(log, Boolean(values.verbose), metrics, uploadLog, forwarding);
   const server = started.server = workers > 1
     ? await startWorkers(workers, values, port, directory, log, onUpload, metrics)
@@ -228,8 +242,14 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
       hashUploads: uploadLog !== undefined,
       numbers: forwarding?.numbers,
       // The balancer's header comes first: every later gate then sees the real client; the cheap checks
-      // come before the TLS handshake, so a connection they refuse costs none.
-      gates: [...(settings.gates ?? []), ...(forwarding?.gates ?? []), ...(tls ? [tls.gate] : [])],
+      // come before the TLS handshake, so a connection they refuse costs none; the token gate greets,
+      // inside TLS: it comes last.
+      gates: [
+        ...(settings.gates ?? []),
+        ...(forwarding?.gates ?? []),
+        ...(tls ? [tls.gate] : []),
+        ...tokenGates,
+      ],
       onLog: log,
       onUpload,
       onRefused: (refusal) => metrics?.recordRefusal(refusal.kind),
@@ -339,6 +359,42 @@ function admissionGates(values: ParsedArgs["values"], idleTimeoutMs: number): Ga
   return gates;
 }
 
+/**
+ * `--tokens FILE`: the token gate, and its file among what SIGHUP reloads.
+ * Refused over plaintext unless the operator says so, and with a single handshake (it carries no token).
+ */
+async function tokenAccess(
+  values: ParsedArgs["values"],
+  settings: Partial<ServerOptions>,
+  reloadables: Reloadable[],
+  log: (line: string) => void,
+): Promise<Gate[]> {
+  if (typeof values.tokens !== "string") return [];
+  if (values["tls-cert"] === undefined && !values["allow-plaintext-tokens"]) {
+    throw new UsageError(
+      "--tokens without --tls-cert would let anyone on the network read every token: add --tls-cert and " +
+        "--tls-key, or --allow-plaintext-tokens (a private network, a balancer that terminates TLS)",
+    );
+  }
+  if (settings.handshake === "single") {
+    throw new UsageError(
+      "--tokens needs the double handshake (a token is a header line): drop --handshake single",
+    );
+  }
+  const tokens = await TokenFile.load(values.tokens);
+  const summary = (table: TokenFile["table"]) =>
+    `${table.identities().length} identities, ${table.size} tokens`;
+  reloadables.push({ what: "tokens", reload: async () => summary(await tokens.reload()) });
+  log(`tokens from ${tokens.path}: ${summary(tokens.table)}`);
+  return [tokenGate({
+    tokens,
+    lockout: new AuthLockout(),
+    timeoutMs: settings.idleTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    handshake: settings.handshake ?? "auto",
+    maxHeaderBytes: settings.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+  })];
+}
+
 /** The per-connection settings from the command line. */
 function limits(values: ParsedArgs["values"]): Partial<ServerOptions> {
   const idleTimeoutMs = parseSecondsOption("timeout", values.timeout, DEFAULT_TIMEOUT_MS);
@@ -393,9 +449,10 @@ function reporter(
 ): (outcome: UploadOutcome & { worker?: number }) => void {
   return (u) => {
     forwarding?.enqueue(u);
-    if (u.outcome === "error") log(`${u.file} from ${u.peer}: ERROR: ${u.reason}`);
+    const who = `${u.file} from ${u.peer}${u.identity === undefined ? "" : ` as ${u.identity}`}`;
+    if (u.outcome === "error") log(`${who}: ERROR: ${u.reason}`);
     else if (verbose) {
-      log(`${u.file} from ${u.peer}: saved ${u.bytes} bytes${u.reason ? ` (${u.reason})` : ""}`);
+      log(`${who}: saved ${u.bytes} bytes${u.reason ? ` (${u.reason})` : ""}`);
     }
     metrics?.record(u.outcome, u.received, u.durationMs);
     uploadLog?.append({
@@ -403,6 +460,7 @@ function reporter(
       peer: u.peer,
       file: u.file,
       name: u.name ?? null,
+      identity: u.identity ?? null,
       bytes: u.bytes,
       sha256: u.sha256 ?? null,
       start: u.startedAt.toISOString(),

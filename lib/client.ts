@@ -34,11 +34,13 @@ import {
   describeError,
   FileError,
   InterruptedError,
+  RefusedError,
   TimeoutError,
   UsageError,
 } from "./errors.ts";
 import { clientHandshake, type ClientHandshakeMode, CONFIRM } from "./handshake.ts";
 import { formatHeaders, type UploadHeaders } from "./headers.ts";
+import { TOKEN_HEADER, UNAUTHORIZED } from "./tokens.ts";
 import { judgeReply, ReplyWatcher } from "./reply.ts";
 import { readOffsetLine } from "./resume_offset.ts";
 import { sendStream } from "./sender.ts";
@@ -86,6 +88,11 @@ export interface UploadOptions {
    * it in messages); the caller closes it. How standard input is sent again.
    */
   source?: UploadSource;
+  /**
+   * The client's token (`server --tokens`): sent as the `token` header line
+   * (implies double), never shown in any message.
+   */
+  token?: string;
   /** Called as bytes go out, with the file bytes sent by this attempt (not counting a resumed prefix). */
   onSent?: (sentBytes: number) => void;
   /** Called once the whole file went out and the client half-closed: the server may store it from then on. */
@@ -143,6 +150,19 @@ export function checkUploadOptions(options: Pick<UploadOptions, "name" | "resume
   }
 }
 
+/**
+ * The server's `error unauthorized`, said plainly: the token was refused, or
+ * one is needed. Permanent: the same token gets the same answer.
+ */
+function explainRefusal(error: unknown, sentToken: boolean): unknown {
+  if (!(error instanceof RefusedError) || error.reason !== UNAUTHORIZED) return error;
+  const message = sentToken
+    ? "the server refused the token (unauthorized): it matches no identity in the server's tokens file, " +
+      "or was revoked"
+    : "the server requires a token (unauthorized): give one with --token-file FILE or ACCIO_TOKEN";
+  return new RefusedError(UNAUTHORIZED, { message, transient: false });
+}
+
 /** Why the sender stopped when the server spoke first; replaced by what the server said. */
 const SERVER_SPOKE = new ConnectionError("the server spoke while the file was being sent");
 
@@ -167,6 +187,15 @@ async function planUpload(
     });
   }
   const headerLines = formatHeaders(headers);
+  if (options.token !== undefined) {
+    if (handshake === "single") {
+      throw new UsageError(
+        "a token needs the double handshake (it is a header line): drop --handshake single",
+      );
+    }
+    // Never through formatHeaders: its messages quote the value. The token was checked when it was read.
+    headerLines.unshift(`${TOKEN_HEADER}: ${options.token}`);
+  }
   if (headerLines.length > 0) return { mode: "double", headerLines, sha256: headers.sha256 };
   if (!startsWithConfirm(source.head)) return { mode: handshake ?? "single", headerLines };
   if (handshake === "single") {
@@ -247,6 +276,8 @@ class Upload {
         options.onAllSent?.();
         await this.#confirm(reply, headerLines.length > 0);
         return { bytes, offset, sha256 };
+      } catch (error) {
+        throw explainRefusal(error, options.token !== undefined);
       } finally {
         closeQuietly(socket); // a reset unless the whole file went out
       }

@@ -38,7 +38,11 @@
 import { createHash, type Hash } from "node:crypto";
 import { DEFAULT_TIMEOUT_MS } from "./deadline.ts";
 import { AccioError, describeError, NotAnUploadError, ProtocolError, refusalKind } from "./errors.ts";
-import { DEFAULT_MAX_HEADER_BYTES, type ServerHandshakeMode } from "./handshake.ts";
+import {
+  DEFAULT_MAX_HEADER_BYTES,
+  type ServerHandshakeMode,
+  type ServerHandshakeResult,
+} from "./handshake.ts";
 import { parseHeaders, RECEIPT_OK, type UploadHeaders } from "./headers.ts";
 import { formatAddress } from "./listen.ts";
 import { type ByteSink, greet, receiveFile } from "./receiver.ts";
@@ -46,6 +50,7 @@ import { LINGER_MS, ServerConn, SHUTDOWN_LINGER_MS } from "./server_conn.ts";
 import { closeQuietly, type DuplexSocket, writeAll } from "./socket_io.ts";
 import type { Store, StoredUpload } from "./store.ts";
 import { checkName } from "./upload_name.ts";
+import { identityPath } from "./tokens.ts";
 import type { ResumeStore } from "./resume_store.ts";
 import { ALREADY_STORED, RetrySession } from "./retry_session.ts";
 
@@ -63,6 +68,14 @@ export interface Arrival {
   readonly signal: AbortSignal;
   /** Run once the connection's session has ended, however: where a gate gives back what it took. */
   readonly atEnd: (() => void)[];
+  /** Who the client proved to be (`server --tokens`): its named uploads go under `<identity>/`. */
+  identity?: string;
+  /**
+   * The handshake, when a gate already ran it (the token gate must, to read
+   * the token before a number): the session then does not greet again. Its
+   * header lines are the extension headers left for the session.
+   */
+  handshake?: ServerHandshakeResult;
 }
 
 /**
@@ -176,8 +189,10 @@ export interface UploadOutcome {
   received: number;
   /** Which handshake the client used, once known. */
   handshake?: "single" | "double";
-  /** The name the client asked for, if any. */
+  /** The name the client asked for, if any (with an identity, stored under `<identity>/`). */
   name?: string;
+  /** The identity the client's token belongs to (`server --tokens`). */
+  identity?: string;
   /** SHA-256 of the stored file, when hashing is on and the upload was saved. */
   sha256?: string;
   /** When the connection was accepted. */
@@ -242,6 +257,10 @@ interface Session {
   retry?: RetrySession;
   /** The file's length, the bytes a resumed upload's server held included. */
   bytes: number;
+  /** The client's identity (`server --tokens`). */
+  identity?: string;
+  /** The handshake a gate already ran, if any. */
+  greeted?: ServerHandshakeResult;
 }
 
 /**
@@ -327,6 +346,8 @@ function numbered(arrival: Arrival, upload: StoredUpload): Session {
     received: 0,
     arrived: false,
     bytes: 0,
+    identity: arrival.identity,
+    greeted: arrival.handshake,
   };
 }
 
@@ -357,15 +378,21 @@ async function serveUpload(
   }
 }
 
-/** Greets, runs the handshake, reads the headers, and streams the file into the store. */
+/** Greets (unless a gate did), runs the handshake, reads the headers, and streams the file into the store. */
 async function receive(session: Session, settings: SessionSettings): Promise<void> {
   const { idleTimeoutMs: timeoutMs, allowHeaders, allowNames } = settings;
-  const handshake = await greet(session.conn, {
+  const handshake = session.greeted ?? await greet(session.conn, {
     timeoutMs,
     handshake: settings.handshake,
     maxHeaderBytes: settings.maxHeaderBytes,
     allowHeaderLines: allowHeaders || allowNames,
   });
+  // The token gate accepted header lines to find the token; the others need the server's consent as ever.
+  if (handshake.headerLines.length > 0 && !(allowHeaders || allowNames)) {
+    throw new ProtocolError(
+      "header lines besides the token sent, but this server accepts no header extensions",
+    );
+  }
   session.handshake = handshake.kind;
   await readHeaders(session, handshake.headerLines, settings, handshake.data.length);
   session.received = await receiveFile(session.conn, handshake, session.sink, {
@@ -386,13 +413,21 @@ async function readHeaders(
   settings: SessionSettings,
   early: number,
 ): Promise<void> {
-  session.wantsReceipt = lines.length > 0;
+  const { identity } = session;
+  // A token is an extension header line too: its client waits for the receipt.
+  session.wantsReceipt = lines.length > 0 || identity !== undefined;
   session.headers = parseHeaders(lines);
   const { name, sha256 } = session.headers;
-  const retry = session.retry = RetrySession.for(session.headers, settings.resumeStore ?? undefined);
+  // With an identity, a retry's kept prefix is found by the name inside the identity's folder only.
+  const scoped = identity !== undefined && name !== undefined ? `${identity}/${name}` : name;
+  const retry = session.retry = RetrySession.for(
+    { ...session.headers, name: scoped },
+    settings.resumeStore ?? undefined,
+  );
   if (name !== undefined) {
     if (!settings.allowNames) throw new ProtocolError("named uploads are not enabled on this server");
-    session.file = await session.upload.useName(checkName(name), { allowExisting: retry !== undefined });
+    const segments = identity === undefined ? checkName(name) : identityPath(identity, name);
+    session.file = await session.upload.useName(segments, { allowExisting: retry !== undefined });
   }
   const context = { earlyBytes: early, timeoutMs: settings.idleTimeoutMs, maxBytes: settings.maxUploadBytes };
   const prefix = await retry?.begin(session.upload, session.conn.conn, context);
@@ -479,6 +514,7 @@ function outcomeOf(
     durationMs: Date.now() - session.startedAt.getTime(),
     handshake: session.handshake,
     name: session.headers.name,
+    identity: session.identity,
     ...extra,
   };
 }

@@ -237,6 +237,7 @@ const SINGLE_THREAD_OPTIONS: Record<string, string> = {
   forward: "the forward queue and the numbering it seeds live in one thread",
   resumable: "the kept prefixes are locked per upload in one thread",
   "max-per-address": "the connections per address are counted in one thread",
+  tokens: "the failures per address (the back-off) are counted, and the tokens reloaded, in one thread",
 };
 
 /**

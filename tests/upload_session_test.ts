@@ -205,6 +205,7 @@ Deno.test("session: a refusing gate and a failing store both close before accio,
     numbered: false,
     peer: "203.0.113.7:4000",
     reason: "no PROXY header",
+    kind: "protocol",
     shortage: false,
     quiet: false,
   });
