@@ -16,7 +16,7 @@ import { tempDir } from "./support/files.ts";
 import { delay } from "./support/wait.ts";
 import { makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
 
-const ignore = skipWithoutOpenssl("the TLS client tests");
+const ignore = await skipWithoutOpenssl("the TLS client tests");
 let certs: TestCerts | undefined;
 const getCerts = async () => certs ??= await makeTestCerts();
 

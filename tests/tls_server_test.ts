@@ -20,7 +20,7 @@ import { tempDir } from "./support/files.ts";
 import { delay } from "./support/wait.ts";
 import { type CertFiles, makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
 
-const ignore = skipWithoutOpenssl("the TLS server tests");
+const ignore = await skipWithoutOpenssl("the TLS server tests");
 let certs: TestCerts | undefined;
 const getCerts = async () => certs ??= await makeTestCerts();
 

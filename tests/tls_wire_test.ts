@@ -20,7 +20,7 @@ import { runClient, runClientInTerminal, spawnProgram, startServer, taskArgs } f
 import { waitFor } from "./support/wait.ts";
 import { connect, freePort, readToEnd, sendAll } from "./support/wire.ts";
 
-const ignore = skipWithoutOpenssl("the TLS wiring tests");
+const ignore = await skipWithoutOpenssl("the TLS wiring tests");
 let certs: TestCerts | undefined;
 const getCerts = async () => certs ??= await makeTestCerts();
 

@@ -12,7 +12,7 @@ import { listDir, tempDir } from "./support/files.ts";
 import { runClient, startServer } from "./support/process.ts";
 import { freePort } from "./support/wire.ts";
 
-const ignore = skipWithoutOpenssl("the tokens-over-TLS tests");
+const ignore = await skipWithoutOpenssl("the tokens-over-TLS tests");
 let certs: TestCerts | undefined;
 const getCerts = async () => certs ??= await makeTestCerts();
 

@@ -7,13 +7,13 @@
  * Every end-entity certificate has `basicConstraints=critical,CA:FALSE` and a
  * `subjectAltName`: rustls refuses a certificate without them as
  * `CaUsedAsEndEntity` or for its name. Each `openssl` run is bounded; where
- * `openssl` is missing, {@link skipWithoutOpenssl} prints a `SKIPPED:` line and
- * the module marks its tests ignored.
+ * `openssl` is missing, {@link skipWithoutOpenssl} installs Debian's package (as root), and only where
+ * that fails prints a `SKIPPED:` line, so the module marks its tests ignored.
  *
  * @example
  * ```ts
  * import { makeTestCerts, skipWithoutOpenssl } from "./support/certs.ts";
- * const ignore = skipWithoutOpenssl("the TLS server tests");
+ * const ignore = await skipWithoutOpenssl("the TLS server tests");
  * Deno.test({ name: "good certificate", ignore }, async () => {
  *   const certs = await makeTestCerts();
  *   // certs.server.cert, certs.server.key, certs.ca.cert ...
@@ -21,6 +21,7 @@
  * ```
  * @module
  */
+import { installPackages } from "./debian.ts";
 import { tempDir } from "./files.ts";
 
 /** Longest wait for one `openssl` command. */
@@ -68,12 +69,15 @@ function opensslVersion(): string | undefined {
 }
 
 /**
- * True (and a `SKIPPED:` line printed) when `openssl` cannot be run here, so
- * the caller marks `what` ignored.
+ * True (and a `SKIPPED:` line printed) when `openssl` cannot be run here and
+ * installing Debian's package (as root, with apt-get) failed too, so the
+ * caller marks `what` ignored.
  */
-export function skipWithoutOpenssl(what: string): boolean {
+export async function skipWithoutOpenssl(what: string): Promise<boolean> {
   if (opensslVersion() !== undefined) return false;
-  console.log(`SKIPPED: ${what}: the openssl command is not installed (it makes the test certificates)`);
+  const failure = await installPackages(["openssl"]);
+  if (failure === undefined && opensslVersion() !== undefined) return false;
+  console.log(`SKIPPED: ${what}: the openssl command is missing and could not be installed (${failure})`);
   return true;
 }
 
