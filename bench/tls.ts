@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { makeTestCerts, type TestCerts } from "../tests/support/certs.ts";
+import { type BenchCerts, makeBenchCerts } from "./certs.ts";
 import { TimeoutError } from "../lib/errors.ts";
 import { withDeadline } from "../lib/deadline.ts";
 import { freshDir, verifySaved } from "./files.ts";
@@ -20,7 +20,6 @@ import { accio, accioArgv, Child } from "./programs.ts";
 import { note } from "./report.ts";
 import type { Bench } from "./workloads.ts";
 
-const MiB = 1024 * 1024;
 const START_MS = 15_000;
 /** Linux reports /proc CPU times in USER_HZ ticks, 100 a second on every architecture's ABI. */
 const TICKS_PER_SECOND = 100;
@@ -32,7 +31,7 @@ interface PairFigures {
   serverCpuS: number;
 }
 
-let certs: Promise<TestCerts> | undefined;
+let certs: Promise<BenchCerts> | undefined;
 
 /** Runs `argv` under `sh`, which prints its children's CPU (`times`) to stderr once the program exits. */
 function timed(argv: string[], what: string, redirect = ""): Child {
@@ -64,15 +63,15 @@ function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
 async function accioPair(
   bench: Bench,
   dir: string,
-  tls: TestCerts | undefined,
+  tls: BenchCerts | undefined,
   ms: number,
 ): Promise<PairFigures> {
   const [port] = freePorts(1);
-  const serverTls = tls ? ["--tls-cert", tls.server.cert, "--tls-key", tls.server.key] : [];
+  const serverTls = tls ? ["--tls-cert", tls.cert, "--tls-key", tls.key] : [];
   await using server = accio("server", [...serverTls, String(port), dir]);
   await server.untilStderr(/listening on/, START_MS);
   const argv = accioArgv("client", [
-    ...(tls ? ["--tls", "--ca", tls.ca.cert] : []),
+    ...(tls ? ["--tls", "--ca", tls.ca] : []),
     "127.0.0.1",
     `${port}`,
     bench.big.path,
@@ -90,7 +89,7 @@ async function accioPair(
 }
 
 /** `openssl s_client` from the file into `openssl s_server -naccept 1` into a file. */
-async function opensslPair(bench: Bench, dir: string, tls: TestCerts, ms: number): Promise<PairFigures> {
+async function opensslPair(bench: Bench, dir: string, tls: BenchCerts, ms: number): Promise<PairFigures> {
   const [port] = freePorts(1);
   // s_server sends what it reads on stdin and stops at its end: a FIFO held open both ways never ends.
   const fifo = `${bench.base}/w7-stdin`;
@@ -98,14 +97,14 @@ async function opensslPair(bench: Bench, dir: string, tls: TestCerts, ms: number
   await new Child("mkfifo", [fifo]).wait(START_MS);
   const serverArgv = ["openssl", "s_server", "-accept", `127.0.0.1:${port}`, "-naccept", "1", "-quiet"];
   await using server = timed(
-    [...serverArgv, "-cert", tls.server.cert, "-key", tls.server.key],
+    [...serverArgv, "-cert", tls.cert, "-key", tls.key],
     "openssl s_server",
     `3<>"${fifo}" <&3 > "${dir}/1.file"`,
   );
   await untilListening([port], [server], START_MS, "openssl s_server");
   const started = performance.now();
   // -nocommands: a line of the file that begins with Q or R must not be taken for a command.
-  const clientArgv = ["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", tls.ca.cert];
+  const clientArgv = ["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", tls.ca];
   await using client = timed(
     [...clientArgv, "-quiet", "-nocommands", "-no_ign_eof"],
     "openssl s_client",
@@ -126,7 +125,7 @@ async function opensslPair(bench: Bench, dir: string, tls: TestCerts, ms: number
 
 /** Workload 7 for one program (`accio` plaintext, `accio-tls`, `openssl`): the figures of one big upload. */
 export async function tlsUpload(bench: Bench, program: string, run: number): Promise<void> {
-  const tls = await (certs ??= makeTestCerts());
+  const tls = await (certs ??= makeBenchCerts(bench.base));
   const ms = 60_000 + 100 * bench.config.bigMiB;
   const dir = await freshDir(bench.base, "w7");
   const figures = program === "openssl"

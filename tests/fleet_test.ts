@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { fileSha256 } from "../lib/file_hash.ts";
-import { bytes, text } from "./support/encoding.ts";
+import { bytes } from "./support/encoding.ts";
 import { listDir, makeFile, tempDir } from "./support/files.ts";
-import { runClient, startServer, taskArgs } from "./support/process.ts";
+import { runClient, runClientWithStdin, startServer } from "./support/process.ts";
 import { delay, waitFor } from "./support/wait.ts";
 import { freePort, readToEnd, recvExactly, sendAll, withFakeServer } from "./support/wire.ts";
 
@@ -18,26 +18,6 @@ async function visibleEntries(dir: string): Promise<string[]> {
 
 const lines = (output: string) => output.split("\n").filter((l) => l !== "");
 
-/** Runs the client with `input` on its standard input; bounded. */
-async function clientWithStdin(args: string[], input: Uint8Array, timeoutMs = 30_000) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...taskArgs("client"), ...args],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  try {
-    const writer = child.stdin.getWriter();
-    await writer.write(input).catch(() => {}); // a client that refused before reading closes the pipe
-    await writer.close().catch(() => {});
-    const out = await child.output();
-    return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 const pseudoRandom = (size: number, seed: number) =>
   new Uint8Array(size).map((_, i) => (i * seed + (i >> 8)) % 256);
 
@@ -47,7 +27,7 @@ Deno.test("client - reads standard input and sends exactly its bytes by default 
     await sendAll(conn, bytes("accio\r\n"));
     return await readToEnd(conn);
   }, async (port) => {
-    const result = await clientWithStdin(["127.0.0.1", String(port), "-"], data);
+    const result = await runClientWithStdin(["127.0.0.1", String(port), "-"], data);
     assert.equal(result.code, 0, result.stderr);
     assert.match(
       result.stdout,
@@ -60,24 +40,24 @@ Deno.test("client - reads standard input and sends exactly its bytes by default 
 Deno.test("client - to the real server: stored as N.file, or at --name; --verify and --named refuse it", async () => {
   await using server = await startServer("server", { extra: ["--names"] });
   const data = pseudoRandom(2 * 1024 * 1024, 3);
-  const plain = await clientWithStdin(["127.0.0.1", String(server.port), "-"], data);
+  const plain = await runClientWithStdin(["127.0.0.1", String(server.port), "-"], data);
   assert.equal(plain.code, 0, plain.stderr);
   assert.deepEqual(await Deno.readFile(`${server.dir}/1.file`), data);
-  const named = await clientWithStdin(
+  const named = await runClientWithStdin(
     ["--name", "logs/today.tar", "127.0.0.1", String(server.port), "-"],
     data,
   );
   assert.equal(named.code, 0, named.stderr);
   assert.deepEqual(await Deno.readFile(`${server.dir}/logs/today.tar`), data);
   for (const option of [["--verify"], ["--resume", "--name", "x.tar"]]) {
-    const refused = await clientWithStdin([...option, "127.0.0.1", String(server.port), "-"], data);
+    const refused = await runClientWithStdin([...option, "127.0.0.1", String(server.port), "-"], data);
     assert.equal(refused.code, 2, refused.stderr);
     assert.match(
       lines(refused.stderr)[0],
       /^ERROR: cannot verify standard input \(--verify, --resume\): its length and SHA-256 go out before its bytes; save it to a file and send that$/,
     );
   }
-  const nameless = await clientWithStdin(["--named", "127.0.0.1", String(server.port), "-"], data);
+  const nameless = await runClientWithStdin(["--named", "127.0.0.1", String(server.port), "-"], data);
   assert.equal(nameless.code, 2, nameless.stderr);
   assert.match(nameless.stderr, /^ERROR: standard input has no name for --named; use --name PATH$/m);
   assert.deepEqual(await visibleEntries(server.dir), ["1.file", "logs"], "a refused run connected");
@@ -90,7 +70,7 @@ Deno.test("client - with --retries: a refused connection is retried (nothing was
     await delay(700);
     return await startServer("server", { port });
   })();
-  const result = await clientWithStdin([
+  const result = await runClientWithStdin([
     "--retries",
     "6",
     "--retry-delay",
@@ -115,7 +95,7 @@ Deno.test("client - with --retries: a refused connection is retried (nothing was
     await sendAll(conn, bytes("error no data for 1 s while waiting for file data\r\n")); // transient
     await delay(200);
   }, async (fake) => {
-    const cut = await clientWithStdin([
+    const cut = await runClientWithStdin([
       "--retries",
       "3",
       "--retry-delay",

@@ -18,21 +18,17 @@ import type { TlsStream } from "../lib/tls_stream.ts";
 import { bytes } from "./support/encoding.ts";
 import { tempDir } from "./support/files.ts";
 import { delay } from "./support/wait.ts";
-import { type CertFiles, makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
+import {
+  type CertFiles,
+  copyCertFiles,
+  makeTestCerts,
+  skipWithoutOpenssl,
+  type TestCerts,
+} from "./support/certs.ts";
 
 const ignore = await skipWithoutOpenssl("the TLS server tests");
 let certs: TestCerts | undefined;
 const getCerts = async () => certs ??= await makeTestCerts();
-
-/** Copies `from` to fresh paths that a test may overwrite (as an operator renewing a certificate does). */
-async function ownFiles(from: CertFiles): Promise<TlsFiles> {
-  const dir = await tempDir();
-  const files = { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
-  await Deno.copyFile(from.cert, files.cert);
-  await Deno.copyFile(from.key, files.key);
-  await Deno.chmod(files.key, 0o600);
-  return files;
-}
 
 async function replaceFiles(files: TlsFiles, from: CertFiles): Promise<void> {
   await Deno.copyFile(from.cert, files.cert);
@@ -85,7 +81,7 @@ async function handshakeFailure(
 Deno.test(
   { name: "tls material: a good certificate and key load, with their names and dates", ignore },
   async () => {
-    const material = await loadTlsMaterial(await ownFiles((await getCerts()).server));
+    const material = await loadTlsMaterial(await copyCertFiles((await getCerts()).server));
     assert.match(material.names, /IP Address:127\.0\.0\.1/);
     assert.match(material.summary, /^certificate for .*DNS:localhost, valid .* to /);
     assert.deepEqual(material.warnings, []);
@@ -96,7 +92,7 @@ Deno.test(
 Deno.test({ name: "tls material: bad files get one clear FileError each", ignore }, async () => {
   const { server, otherName, expired } = await getCerts();
   const dir = await tempDir();
-  const good = await ownFiles(server);
+  const good = await copyCertFiles(server);
   const write = async (name: string, content: string) => {
     await Deno.writeTextFile(`${dir}/${name}`, content);
     return `${dir}/${name}`;
@@ -131,9 +127,9 @@ Deno.test({ name: "tls material: bad files get one clear FileError each", ignore
     await Deno.chmod(good.key, 0o000);
     await assert.rejects(loadTlsMaterial(good), FileError, "permission denied");
   }
-  const old = await loadTlsMaterial(await ownFiles(expired));
+  const old = await loadTlsMaterial(await copyCertFiles(expired));
   assert.match(old.warnings.join("; "), /expired on 2020-01-02/);
-  const open = await ownFiles(server);
+  const open = await copyCertFiles(server);
   await Deno.chmod(open.key, 0o644);
   assert.match((await loadTlsMaterial(open)).warnings.join("; "), /readable by every user/);
 });
@@ -141,7 +137,7 @@ Deno.test({ name: "tls material: bad files get one clear FileError each", ignore
 Deno.test(
   { name: "tls server: a good handshake, the upload's bytes, a receipt, a clean end", ignore },
   async () => {
-    const server = await tlsServer(await ownFiles((await getCerts()).server));
+    const server = await tlsServer(await copyCertFiles((await getCerts()).server));
     const accepted = acceptOne(server);
     const client = await connectClient(server.port);
     const stream = await accepted;
@@ -158,7 +154,7 @@ Deno.test(
 );
 
 Deno.test({ name: "tls server: an empty upload, its close right behind the handshake", ignore }, async () => {
-  const server = await tlsServer(await ownFiles((await getCerts()).server));
+  const server = await tlsServer(await copyCertFiles((await getCerts()).server));
   for (let i = 0; i < 5; i++) {
     const accepted = acceptOne(server);
     const client = await connectClient(server.port);
@@ -176,7 +172,7 @@ Deno.test({
   name: "tls server: a client's reset mid-upload is an error; a bare FIN ends it as in plaintext",
   ignore,
 }, async () => {
-  const server = await tlsServer(await ownFiles((await getCerts()).server));
+  const server = await tlsServer(await copyCertFiles((await getCerts()).server));
   const accepted = acceptOne(server);
   const client = await connectClient(server.port);
   const stream = await accepted;
@@ -209,7 +205,7 @@ Deno.test({
   name: "tls server: a silent plaintext client (waiting for accio\\r\\n) times out; its socket really closes",
   ignore,
 }, async () => {
-  const server = await tlsServer(await ownFiles((await getCerts()).server));
+  const server = await tlsServer(await copyCertFiles((await getCerts()).server));
   const client = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
   const started = performance.now();
   const error = await handshakeFailure(server, 300);
@@ -227,7 +223,7 @@ Deno.test({
 Deno.test(
   { name: "tls server: plaintext bytes, a scanner's close, a reset: each named", ignore },
   async () => {
-    const server = await tlsServer(await ownFiles((await getCerts()).server));
+    const server = await tlsServer(await copyCertFiles((await getCerts()).server));
     const { port } = server;
     const plain = await Deno.connect({ hostname: "127.0.0.1", port });
     await plain.write(bytes("confirm-accio\r\n"));
@@ -254,7 +250,7 @@ Deno.test(
 Deno.test(
   { name: "tls server: a client refusing the certificate is named from its alert", ignore },
   async () => {
-    const server = await tlsServer(await ownFiles((await getCerts()).server));
+    const server = await tlsServer(await copyCertFiles((await getCerts()).server));
     // node:tls on its own socket, trusting only the bundled roots here, says so with a TLS alert.
     const client = nodeTls.connect({ host: "127.0.0.1", port: server.port, servername: "localhost" });
     const refused = new Promise((resolve) => client.once("error", resolve));
@@ -280,7 +276,7 @@ Deno.test({
   caught.close();
   catcher.close();
   await attempt.connected.catch(() => {});
-  const server = await tlsServer(await ownFiles((await getCerts()).server));
+  const server = await tlsServer(await copyCertFiles((await getCerts()).server));
   const slow = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
   const trickle = (async () => {
     for (let i = 0; i < helloLength; i++) {
@@ -302,7 +298,7 @@ Deno.test(
   { name: "tls server: reload serves the new certificate; a connection in flight goes on", ignore },
   async () => {
     const { server: serverCert, otherName } = await getCerts();
-    const files = await ownFiles(serverCert);
+    const files = await copyCertFiles(serverCert);
     const server = await tlsServer(files);
     const accepted = acceptOne(server);
     const inFlight = await connectClient(server.port);
@@ -330,7 +326,7 @@ Deno.test(
 
 Deno.test({ name: "tls server: a bad file on reload keeps the certificate in use", ignore }, async () => {
   const { server: serverCert, otherName } = await getCerts();
-  const files = await ownFiles(serverCert);
+  const files = await copyCertFiles(serverCert);
   const server = await tlsServer(files);
   await Deno.writeTextFile(files.cert, "truncated by a bad copy\n");
   await assert.rejects(server.context.reload(), FileError, "holds no PEM certificate");
@@ -349,7 +345,7 @@ Deno.test({ name: "tls server: a bad file on reload keeps the certificate in use
 Deno.test(
   { name: "tls server: TlsContext.load refuses a key that is not the certificate's, before serving", ignore },
   async () => {
-    const files = await ownFiles((await getCerts()).server);
+    const files = await copyCertFiles((await getCerts()).server);
     await Deno.copyFile((await getCerts()).otherName.key, files.key);
     await assert.rejects(TlsContext.load(files), FileError, "does not belong to the certificate");
   },
@@ -380,7 +376,7 @@ Deno.test({
   name: "tls server: a multi-MiB upload read slower than it arrives ends (the TLS end survives backpressure)",
   ignore,
 }, async () => {
-  const server = await tlsServer(await ownFiles((await getCerts()).server));
+  const server = await tlsServer(await copyCertFiles((await getCerts()).server));
   for (const size of [8 * 1024 * 1024, 24 * 1024 * 1024]) {
     const accepted = acceptOne(server);
     const client = await connectClient(server.port);

@@ -13,10 +13,22 @@ import net from "node:net";
 import nodeTls from "node:tls";
 import { connectTls, loadCaFile } from "../lib/tls_client.ts";
 import type { TlsStream } from "../lib/tls_stream.ts";
-import { type CertFiles, makeTestCerts, skipWithoutOpenssl, type TestCerts } from "./support/certs.ts";
+import {
+  type CertFiles,
+  copyCertFiles,
+  makeTestCerts,
+  skipWithoutOpenssl,
+  type TestCerts,
+} from "./support/certs.ts";
 import { bytes, text } from "./support/encoding.ts";
 import { contentFile, listDir, makeFile, tempDir } from "./support/files.ts";
-import { runClient, runClientInTerminal, spawnProgram, startServer, taskArgs } from "./support/process.ts";
+import {
+  runClient,
+  runClientInTerminal,
+  runClientWithStdin,
+  spawnProgram,
+  startServer,
+} from "./support/process.ts";
 import { waitFor } from "./support/wait.ts";
 import { connect, freePort, readToEnd, sendAll } from "./support/wire.ts";
 
@@ -35,16 +47,6 @@ async function stored(dir: string): Promise<string[]> {
   return (await listDir(dir)).filter((name) => !name.startsWith(".")).sort();
 }
 
-/** Copies `from` to paths a test may overwrite, as an operator renewing a certificate does. */
-async function ownFiles(from: CertFiles): Promise<CertFiles> {
-  const dir = await tempDir();
-  const files = { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
-  await Deno.copyFile(from.cert, files.cert);
-  await Deno.copyFile(from.key, files.key);
-  await Deno.chmod(files.key, 0o600);
-  return files;
-}
-
 async function scrape(metricsPort: number): Promise<string> {
   return await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
 }
@@ -61,26 +63,6 @@ async function openTlsUpload(port: number, c: TestCerts, serverName = "localhost
   }
   assert.equal(text(greeting), "accio\r\n");
   return stream;
-}
-
-/** Runs the client with `input` on its standard input; bounded. */
-async function clientWithStdin(args: string[], input: Uint8Array, timeoutMs = 30_000) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...taskArgs("client"), ...args],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  try {
-    const writer = child.stdin.getWriter();
-    await writer.write(input).catch(() => {});
-    await writer.close().catch(() => {});
-    const out = await child.output();
-    return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Runs a program that should refuse its command line; bounded. */
@@ -106,7 +88,7 @@ Deno.test({
   assert.equal(await Deno.readTextFile(`${server.dir}/1.file`), "over TLS\n");
   assert.deepEqual(await Deno.readFile(`${server.dir}/2.file`), await Deno.readFile(big));
   // Standard input, to the certificate's DNS name rather than its IP address.
-  const piped = await clientWithStdin(
+  const piped = await runClientWithStdin(
     [...trusting(c), "localhost", String(server.port), "-"],
     bytes("from stdin"),
   );
@@ -266,7 +248,7 @@ Deno.test({
   ignore,
 }, async () => {
   const c = await getCerts();
-  const files = await ownFiles(c.server);
+  const files = await copyCertFiles(c.server);
   await using server = await startServer("server", { extra: tlsArgs(files) });
   const port = String(server.port);
   const file = await contentFile("after the reload", "r.txt");
@@ -383,7 +365,7 @@ Deno.test({
   ignore,
 }, async () => {
   const c = await getCerts();
-  const files = await ownFiles(c.server);
+  const files = await copyCertFiles(c.server);
   const metricsPort = freePort();
   await using server = await startServer("server", {
     extra: [...tlsArgs(files), "--workers", "2", "--timeout", "1", "--metrics-port", String(metricsPort)],

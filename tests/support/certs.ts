@@ -177,3 +177,13 @@ export async function makeTestCerts(): Promise<TestCerts> {
     caPem: await Deno.readTextFile(ca.cert),
   };
 }
+
+/** Copies `from` to fresh paths a test may overwrite, as an operator renewing a certificate does. */
+export async function copyCertFiles(from: CertFiles): Promise<CertFiles> {
+  const dir = await tempDir();
+  const files = { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+  await Deno.copyFile(from.cert, files.cert);
+  await Deno.copyFile(from.key, files.key);
+  await Deno.chmod(files.key, 0o600);
+  return files;
+}

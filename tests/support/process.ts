@@ -211,3 +211,23 @@ export async function runClientInTerminal(
   }).output();
   return { code: out.code, output: text(out.stdout) };
 }
+
+/** Runs the client with `input` on its standard input; bounded. */
+export async function runClientWithStdin(args: string[], input: Uint8Array, timeoutMs = 30_000) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...taskArgs("client"), ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  try {
+    const writer = child.stdin.getWriter();
+    await writer.write(input).catch(() => {}); // a client that refused before reading closes the pipe
+    await writer.close().catch(() => {});
+    const out = await child.output();
+    return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
