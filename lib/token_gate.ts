@@ -13,6 +13,10 @@
  * - no token (a single handshake cannot carry one) or a wrong one: the line
  *   `error unauthorized\r\n`, a short lingering close, and a refusal counted
  *   as `unauthorized`; the failure counts towards the address's lock-out;
+ * - a close right after `accio\r\n` (a port probe, or an empty upload
+ *   without a token): answered `error unauthorized` too, since an empty
+ *   upload's client takes a bare close for its receipt, but neither counted
+ *   nor logged, nor a failure towards the lock-out;
  * - a locked-out address ({@link AuthLockout}) is refused at once, before
  *   `accio\r\n` and reading nothing, counted as `backoff`.
  *
@@ -67,6 +71,9 @@ export interface TokenGateOptions {
   maxHeaderBytes: number;
 }
 
+/** A connection closed right after `accio\r\n`, before any byte: a port probe, or an empty upload. */
+const EMPTY = Symbol("closed before any byte");
+
 /** IPv6 clients count by their /64: one host may hold all of it. */
 const IPV6_PREFIX_BITS = 64;
 
@@ -118,6 +125,11 @@ function lockedOut(host: string, lockedMs: number): AccioError {
 async function checkToken(arrival: Arrival, options: TokenGateOptions): Promise<void> {
   const conn = new ServerConn(arrival.conn);
   const handshake = await greetWithin(conn, options);
+  if (handshake === EMPTY) {
+    // A port probe, or an empty upload without a token: that client waits for the close as its receipt.
+    await conn.refuse(UNAUTHORIZED, Math.min(LINGER_MS, options.timeoutMs), arrival.signal);
+    throw new NotAnUploadError("closed before sending a byte (tokens on: no number)");
+  }
   const taken = typeof handshake === "string" ? { problem: handshake, rest: [] } : takeToken(handshake);
   const identity = taken.token === undefined ? undefined : options.tokens.verify(taken.token);
   if (identity === undefined || typeof handshake === "string") {
@@ -132,13 +144,13 @@ async function checkToken(arrival: Arrival, options: TokenGateOptions): Promise<
 /**
  * Greets and runs the handshake, all of it within the idle timeout.
  *
- * @returns the handshake, or why it cannot carry a token (answered `unauthorized`).
- * @throws {TimeoutError} {ConnectionError}: nobody left to answer; {NotAnUploadError} for a close before any byte.
+ * @returns the handshake; {@link EMPTY} for a close before any byte; or why it cannot carry a token.
+ * @throws {TimeoutError} {ConnectionError}: nobody left to answer.
  */
 async function greetWithin(
   conn: ServerConn,
   options: TokenGateOptions,
-): Promise<ServerHandshakeResult | string> {
+): Promise<ServerHandshakeResult | typeof EMPTY | string> {
   let expired = false;
   const timer = setTimeout(() => {
     expired = true;
@@ -146,9 +158,7 @@ async function greetWithin(
   }, options.timeoutMs);
   try {
     const handshake = await greet(conn, { ...options, allowHeaderLines: true });
-    if (handshake.kind === "single" && handshake.ended && handshake.data.length === 0) {
-      throw new NotAnUploadError("closed before sending a byte (tokens on: no number)");
-    }
+    if (handshake.kind === "single" && handshake.ended && handshake.data.length === 0) return EMPTY;
     return handshake;
   } catch (error) {
     if (expired) throw new TimeoutError(`no complete handshake within ${formatSeconds(options.timeoutMs)}`);

@@ -280,6 +280,19 @@ Deno.test("tokens: wrong, missing (single handshake, double without token), malf
   assert.ok(!server.proc.stderr.includes(TOKEN_A), "a token line was logged");
 });
 
+Deno.test("tokens: an empty upload without a token is answered error unauthorized (its client must not exit 0); not counted", async () => {
+  const t = await tokenSetup();
+  await using server = await startServer("server", { extra: serverArgs(t) });
+  const empty = `${t.dir}/empty.bin`;
+  await Deno.writeFile(empty, new Uint8Array(0));
+  const none = await runClient(["127.0.0.1", String(server.port), empty]);
+  assert.equal(none.code, 1, none.stderr);
+  assert.match(none.stderr, /^ERROR: the server requires a token \(unauthorized\)/m);
+  assert.deepEqual(await tree(server.dir), [], "no number was used, no file made");
+  // Like a port probe that connects and closes, it is neither counted nor a failure towards the lock-out.
+  assert.equal(refusedCount(await scrape(t.metricsPort), "unauthorized"), 0);
+});
+
 Deno.test("tokens: SIGHUP revokes a removed token for new connections; a bad file keeps the tokens in use", async () => {
   const t = await tokenSetup();
   await using server = await startServer("server", { extra: serverArgs(t) });
