@@ -1,7 +1,8 @@
 /**
  * The server's end of one upload connection, and how it ends.
  *
- * On success it closes at once: the seed protocol's receipt. On failure the
+ * On success it half-closes and closes at once: the seed protocol's receipt
+ * (over TLS, `close_notify` first: see {@link ServerConn.finish}). On failure the
  * client must learn it, in every handshake mode: the server sends one line
  * `error <reason>\r\n`, half-closes, and then *lingers*: it reads and
  * discards whatever the client still sends, until the client's EOF or a
@@ -29,6 +30,8 @@ import { closeQuietly, type DuplexSocket, type Socket, writeAll } from "./socket
 export const LINGER_MS = 2_000;
 /** Longest lingering close once the server is shutting down at once (SIGTERM), in ms. */
 export const SHUTDOWN_LINGER_MS = 250;
+/** Longest wait, in ms, for the end of stream of a successful upload to be sent. */
+export const FINISH_MS = 1_000;
 /** Longest error line, reason included, before `\r\n`. */
 export const MAX_ERROR_LINE = 512;
 
@@ -116,9 +119,22 @@ export class ServerConn implements Socket {
     if (cancel) setTimeout(() => cancel(error), 0);
   }
 
-  /** The success path: closes at once. */
-  finish(): void {
-    closeQuietly(this.conn);
+  /**
+   * The success path: end of stream, then the close. Over TLS the end is
+   * `close_notify` and FIN, which the client takes as the receipt (a bare FIN
+   * it takes for a cut); a client that takes neither within
+   * {@link FINISH_MS} is closed on.
+   */
+  async finish(): Promise<void> {
+    const timer = setTimeout(() => closeQuietly(this.conn), FINISH_MS);
+    try {
+      await this.conn.closeWrite();
+    } catch {
+      // The client is gone: it cannot be told any more.
+    } finally {
+      clearTimeout(timer);
+      closeQuietly(this.conn);
+    }
   }
 
   /**

@@ -10,6 +10,16 @@
  * connection itself: `null` only after its FIN, an error after a reset, as in
  * plaintext; and an abort is a TCP reset (client) or a close (server).
  *
+ * Why the TCP end reaches the TLS layer late: Deno 2.9.6's `node:tls` ends a
+ * stream the same way after `close_notify`, after a bare FIN and after a record
+ * it could not decrypt (it stops there, silently), so the only sign of a clean
+ * end is its timing. The carrier hands the FIN on only once the TLS layer has
+ * taken, and had turns to act on, every byte before it: an end the TLS layer
+ * reports before that came from `close_notify`; one after it is a cut (an
+ * attacker dropping the last records, a forged record, a broken peer), and
+ * reading it fails instead of ending, so a truncated upload is never taken for
+ * a complete one, nor a bare FIN for the server's receipt.
+ *
  * Why backpressure holds the carrier and never pauses the TLS socket: after
  * `pause()`/`resume()` Deno 2.9.6's `node:tls` can drop its `'end'`, and an
  * upload read slower than it arrives (over about 256 KiB) then never ends.
@@ -39,6 +49,11 @@ const QUEUE_LIMIT = 256 * 1024;
 const CONN_READ_BYTES = 256 * 1024;
 /** Encrypted bytes read ahead of the TLS layer, at most (the rest waits in the kernel). */
 const CONN_READ_AHEAD_BYTES = 256 * 1024;
+/** Longest wait, in turns of the event loop, for the TLS layer to take the bytes before a FIN. */
+const FIN_DRAIN_TURNS = 200;
+
+/** One turn of the event loop: every callback the TLS layer queued meanwhile has run. */
+const nextTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /** Node's socket errors as the runtime's classes, where one fits (as `tcp_socket.ts` does). *
  * @example
@@ -63,6 +78,8 @@ export interface Carrier {
   readonly stream: Duplex;
   /** True once the peer's FIN arrived. */
   readonly ended: boolean;
+  /** True once that FIN was handed to the TLS layer (after every byte before it; see the module doc). */
+  readonly finPassed: boolean;
   /** Set once the connection failed (a reset, a write error). */
   readonly failure: Error | undefined;
   /** True once the connection is closed, by either side. */
@@ -84,6 +101,7 @@ export interface Carrier {
 /** The parts both carriers share: the state and its notifications. */
 abstract class CarrierState {
   ended = false;
+  finPassed = false;
   failure: Error | undefined;
   closed = false;
   onChange: () => void = () => {};
@@ -91,6 +109,15 @@ abstract class CarrierState {
   protected markEnded(): void {
     this.ended = true;
     this.onChange();
+  }
+
+  /** The TCP FIN arrived: hands it to the TLS layer once that has taken and acted on every byte before it. */
+  protected async passFin(stream: Duplex): Promise<void> {
+    for (let turn = 0; turn < FIN_DRAIN_TURNS && stream.readableLength > 0; turn++) await nextTurn();
+    await nextTurn();
+    await nextTurn();
+    this.finPassed = true;
+    stream.push(null);
   }
 
   protected markFailed(error: unknown): void {
@@ -127,8 +154,8 @@ class NetCarrier extends CarrierState implements Carrier {
       if (!this.stream.destroyed && !this.stream.push(chunk)) socket.pause();
     });
     socket.on("end", () => {
-      this.stream.push(null);
       this.markEnded();
+      void this.passFin(this.stream);
     });
     socket.on("error", (error) => this.markFailed(error));
     socket.on("close", () => this.markClosed());
@@ -191,8 +218,8 @@ class ConnCarrier extends CarrierState implements Carrier {
         const buffer = new Uint8Array(CONN_READ_BYTES);
         const n = await this.#conn.read(buffer);
         if (n === null) {
-          this.stream.push(null);
-          return this.markEnded();
+          this.markEnded();
+          return void this.passFin(this.stream);
         }
         if (!this.stream.destroyed && !this.stream.push(buffer.subarray(0, n))) return;
       }
@@ -286,6 +313,8 @@ export class TlsStream implements Socket {
   readonly #queue: Uint8Array[] = [];
   #queued = 0;
   #tlsEnded = false;
+  /** The TLS layer ended before the TCP FIN was handed to it: the peer's close_notify (see the module doc). */
+  #closeNotify = false;
   #tlsClosed = false;
   #failure: Error | undefined;
   #wake: (() => void) | undefined;
@@ -309,6 +338,7 @@ export class TlsStream implements Socket {
     });
     secure.on("end", () => {
       this.#tlsEnded = true;
+      this.#closeNotify = !carrier.finPassed;
       this.#notify();
     });
     secure.on("close", () => {
@@ -340,7 +370,12 @@ export class TlsStream implements Socket {
     while (this.#queue.length === 0) {
       const failure = this.#readFailure();
       if (failure) throw failure;
-      if (this.#tlsEnded && this.#carrier.ended) return null;
+      if (this.#tlsEnded && this.#carrier.ended) {
+        if (this.#closeNotify) return null;
+        throw new Deno.errors.UnexpectedEof(
+          "the TLS stream was cut off: the TCP connection ended without TLS close_notify",
+        );
+      }
       await new Promise<void>((resolve) => this.#wake = resolve);
     }
     // As many queued records as fit: TLS delivers at most 16 KiB at a time, a caller may ask for 1 MiB.

@@ -367,9 +367,10 @@ async function serveUpload(
       : (await session.upload.commit(), "stored");
     session.retry?.release();
     await answer(session);
+    const closed = session.conn.finish();
     const reason = published === "already-stored" ? ALREADY_STORED : undefined;
     const outcome = outcomeOf(session, "saved", session.bytes, { sha256: session.sha256, reason });
-    return { numbered: true, outcome, closed: Promise.resolve() };
+    return { numbered: true, outcome, closed };
   } catch (error) {
     return await fail(session, error, settings, stop);
   } finally {
@@ -465,13 +466,12 @@ function verify(session: Session, stop: AbortSignal): void {
   }
 }
 
-/** The success path: the receipt where the client asked for one, then the close. */
+/** The success path: the receipt where the client asked for one; the close follows ({@link ServerConn.finish}). */
 async function answer(session: Session): Promise<void> {
   if (session.wantsReceipt) {
     await writeAll(session.conn.conn, new TextEncoder().encode(`${RECEIPT_OK}\r\n`), 1_000, "the receipt")
       .catch(() => {});
   }
-  session.conn.finish();
 }
 
 /**

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import nodeTls from "node:tls";
 import { connectTls, loadCaFile } from "../lib/tls_client.ts";
+import { acceptTls, TlsContext } from "../lib/tls_server.ts";
 import type { TlsStream } from "../lib/tls_stream.ts";
 import {
   type CertFiles,
@@ -29,7 +30,7 @@ import {
   spawnProgram,
   startServer,
 } from "./support/process.ts";
-import { waitFor } from "./support/wait.ts";
+import { delay, waitFor } from "./support/wait.ts";
 import { connect, freePort, readToEnd, sendAll } from "./support/wire.ts";
 
 const ignore = await skipWithoutOpenssl("the TLS wiring tests");
@@ -451,4 +452,66 @@ Deno.test({ name: "TLS: the progress bar is drawn over TLS on a terminal", ignor
     shown.output,
   );
   assert.deepEqual(await Deno.readFile(`${server.dir}/1.file`), await Deno.readFile(path));
+});
+
+/**
+ * A TLS client by hand over node:net: greeted, `data` sent, then the TCP FIN without TLS
+ * close_notify; resolves with what closes it.
+ */
+async function uploadThenBareFin(port: number, c: TestCerts, data: Uint8Array): Promise<() => void> {
+  const raw = net.connect({ host: "127.0.0.1", port, allowHalfOpen: true });
+  const secure = nodeTls.connect({ socket: raw, ca: c.caPem, servername: "localhost" });
+  secure.on("error", () => {});
+  let received = "";
+  secure.on("data", (chunk: Uint8Array) => received += text(chunk));
+  await waitFor(() => received === "accio\r\n", 5_000, "accio over TLS");
+  await new Promise<void>((resolve) => secure.write(data, () => resolve()));
+  await delay(200);
+  raw.end(); // what an attacker on the path does by dropping the last records and close_notify
+  return () => {
+    secure.destroy();
+    raw.destroy();
+  };
+}
+
+Deno.test({
+  name: "TLS: an upload whose stream ends with a bare FIN (no close_notify) is ERROR, never a truncated file",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  await using server = await startServer("server", { extra: [...tlsArgs(c.server), "--timeout", "3"] });
+  const close = await uploadThenBareFin(server.port, c, new Uint8Array(100_000).fill(7));
+  await waitFor(async () => (await stored(server.dir)).includes("1.file"), 5_000, "1.file").finally(close);
+  const saved = await Deno.readFile(`${server.dir}/1.file`);
+  assert.equal(saved.length === 5 ? text(saved) : `${saved.length} bytes`, "ERROR");
+  assert.match(server.proc.stderr, /1\.file .*ERROR: .*close_notify/);
+});
+
+Deno.test({
+  name:
+    "TLS: the client takes only close_notify and FIN as the receipt: a bare FIN from the server is a failure",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  const file = await makeFile(await tempDir(), "data.bin", 50_000);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  // A server that runs the TLS handshake, greets, reads the whole upload, and then only closes TCP.
+  const fake = (async () => {
+    const context = await TlsContext.load(c.server);
+    const conn = await listener.accept();
+    const stream = await acceptTls(conn, context, 5_000);
+    await stream.write(bytes("accio\r\n"));
+    const buffer = new Uint8Array(64 * 1024);
+    while ((await stream.read(buffer)) !== null);
+    conn.close(); // TCP FIN, no close_notify
+  })();
+  try {
+    const result = await runClient([...trusting(c), "127.0.0.1", String(port), file]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /^ERROR: .*close_notify/m);
+  } finally {
+    await fake.catch(() => {});
+    listener.close();
+  }
 });
