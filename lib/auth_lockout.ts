@@ -77,7 +77,12 @@ export type AttemptOutcome = "success" | "failure" | "other";
 export type Admission =
   | {
     admitted: true;
-    /** Call exactly once, when the token was checked (or the attempt ended without a check). */
+    /**
+     * Whether the token may still be checked: not once the address was locked
+     * meanwhile (by the failures of a burst admitted with this attempt).
+     */
+    mayCheck(): boolean;
+    /** Call once the token was checked, or the attempt ended without a check; later calls do nothing. */
     finish(outcome: AttemptOutcome): void;
   }
   | {
@@ -153,6 +158,7 @@ export class AuthLockout {
     let finished = false;
     return {
       admitted: true,
+      mayCheck: () => !((this.#current(key, this.#now())?.lockedUntil ?? 0) > this.#now()),
       finish: (outcome) => {
         if (finished) return;
         finished = true;
@@ -175,6 +181,21 @@ export class AuthLockout {
     if (beyond >= 0) record.lockedUntil = now + Math.min(this.#firstLockMs * 2 ** beyond, this.#maxLockMs);
     this.#records.delete(key); // re-inserted last: the map's order is the order of the latest failures
     this.#records.set(key, record);
-    while (this.#records.size > this.#maxTracked) this.#records.delete(this.#records.keys().next().value!);
+    if (this.#records.size > this.#maxTracked) this.#evict(now);
+  }
+
+  /**
+   * Makes room: forgets the address whose last failure is oldest among those
+   * not locked, so that flooding the table from many addresses does not
+   * unlock the ones already locked; only when every one is locked, the oldest.
+   */
+  #evict(now: number): void {
+    for (const [key, record] of this.#records) {
+      if (record.lockedUntil <= now && record.inFlight === 0) {
+        this.#records.delete(key);
+        return;
+      }
+    }
+    this.#records.delete(this.#records.keys().next().value!);
   }
 }

@@ -41,7 +41,7 @@
  */
 import { addressKey } from "./address_limit.ts";
 import { peerHost } from "./address_gate.ts";
-import type { AttemptOutcome, AuthLockout } from "./auth_lockout.ts";
+import type { Admission, AttemptOutcome, AuthLockout } from "./auth_lockout.ts";
 import { formatSeconds } from "./deadline.ts";
 import {
   AccioError,
@@ -96,24 +96,30 @@ export function tokenGate(options: TokenGateOptions): Gate {
     if (!admission.admitted) throw lockedOut(host, admission.lockedMs);
     let outcome: AttemptOutcome = "other";
     try {
-      await checkToken(arrival, options);
+      await checkToken(arrival, options, host, admission);
       outcome = "success";
-    } catch (error) {
-      if (error instanceof AccioError && error.refusal === UNAUTHORIZED) outcome = "failure";
-      throw error;
     } finally {
-      admission.finish(outcome);
+      admission.finish(outcome); // a failure was finished already, before its lingering close
     }
   };
 }
 
-/** The refusal of a locked-out address: nothing was sent to it, nothing read. */
-function lockedOut(host: string, lockedMs: number): AccioError {
+/** The refusal of a locked-out address: before accio, nothing sent or read (`after` says otherwise). */
+function lockedOut(host: string, lockedMs: number, after?: string): AccioError {
+  if (after) {
+    return new AccioError(`${host} ${after}: its token was not checked (back-off)`, { refusal: "backoff" });
+  }
   const why = lockedMs > 0
     ? `locked for ${formatSeconds(lockedMs)} more after failed token checks`
     : "a token check of this address after failed ones is still in progress";
   return new AccioError(`${host} ${why}: refused before accio (back-off)`, { refusal: "backoff" });
 }
+
+/** What a connection whose address was locked after its greeting is told: its token was not checked. */
+const LOCKED_REASON = "too many failed token checks from this address: try again later";
+
+/** An attempt {@link AuthLockout.begin} admitted. */
+type AdmittedAttempt = Extract<Admission, { admitted: true }>;
 
 /**
  * Greets, runs the handshake and checks its token: records the identity and
@@ -122,18 +128,29 @@ function lockedOut(host: string, lockedMs: number): AccioError {
  * @throws {AccioError} refused as `unauthorized` (answered already) without a valid token; timeouts and
  * broken connections as such, unanswered.
  */
-async function checkToken(arrival: Arrival, options: TokenGateOptions): Promise<void> {
+async function checkToken(
+  arrival: Arrival,
+  options: TokenGateOptions,
+  host: string,
+  admission: AdmittedAttempt,
+): Promise<void> {
   const conn = new ServerConn(arrival.conn);
+  const linger = Math.min(LINGER_MS, options.timeoutMs);
   const handshake = await greetWithin(conn, options);
   if (handshake === EMPTY) {
     // A port probe, or an empty upload without a token: that client waits for the close as its receipt.
-    await conn.refuse(UNAUTHORIZED, Math.min(LINGER_MS, options.timeoutMs), arrival.signal);
+    await conn.refuse(UNAUTHORIZED, linger, arrival.signal);
     throw new NotAnUploadError("closed before sending a byte (tokens on: no number)");
+  }
+  if (!admission.mayCheck()) {
+    await conn.refuse(LOCKED_REASON, linger, arrival.signal);
+    throw lockedOut(host, 0, "locked meanwhile by the failed token checks of its other connections");
   }
   const taken = typeof handshake === "string" ? { problem: handshake, rest: [] } : takeToken(handshake);
   const identity = taken.token === undefined ? undefined : options.tokens.verify(taken.token);
   if (identity === undefined || typeof handshake === "string") {
-    await conn.refuse(UNAUTHORIZED, Math.min(LINGER_MS, options.timeoutMs), arrival.signal);
+    admission.finish("failure"); // now: the address's other connections must see it, not after the linger
+    await conn.refuse(UNAUTHORIZED, linger, arrival.signal);
     const why = taken.problem ?? "the token matches no identity";
     throw new AccioError(`${UNAUTHORIZED}: ${why}`, { refusal: UNAUTHORIZED });
   }

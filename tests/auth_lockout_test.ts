@@ -65,3 +65,30 @@ Deno.test("lock-out: memory stays bounded, and old failures are forgotten", () =
   admitted(lockout.begin("y")).finish("failure");
   assert.ok(lockout.begin("y").admitted, "the first two were forgotten: one failure only");
 });
+
+Deno.test("lock-out: a burst admitted before any failure is checked only until the address locks", () => {
+  const lockout = new AuthLockout({ now: () => 0 });
+  const burst = Array.from({ length: 10 }, () => admitted(lockout.begin("a")));
+  let checked = 0;
+  for (const attempt of burst) {
+    if (!attempt.mayCheck()) {
+      attempt.finish("other");
+      continue;
+    }
+    checked++;
+    attempt.finish("failure");
+  }
+  assert.equal(checked, 3, "the 3 free failures, then the lock stops the rest of the burst");
+});
+
+Deno.test("lock-out: flooding the table from new addresses never forgets a locked one", () => {
+  let now = 0;
+  const lockout = new AuthLockout({ now: () => now, maxTracked: 3 });
+  for (let i = 0; i < 3; i++) admitted(lockout.begin("locked")).finish("failure");
+  for (let i = 0; i < 50; i++) admitted(lockout.begin(`flood-${i}`)).finish("failure");
+  assert.equal(lockout.tracked, 3);
+  assert.deepEqual(lockout.begin("locked"), { admitted: false, lockedMs: 1_000 });
+  now = 1_000; // unlocked: from here it may be forgotten like any other
+  for (let i = 0; i < 3; i++) admitted(lockout.begin(`later-${i}`)).finish("failure");
+  assert.ok(lockout.begin("locked").admitted);
+});

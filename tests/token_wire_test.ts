@@ -293,6 +293,27 @@ Deno.test("tokens: an empty upload without a token is answered error unauthorize
   assert.equal(refusedCount(await scrape(t.metricsPort), "unauthorized"), 0);
 });
 
+Deno.test("tokens: a burst of 40 parallel wrong tokens from a fresh address gets 3 token checks, not 40", async () => {
+  const t = await tokenSetup();
+  await using server = await startServer("server", { extra: serverArgs(t) });
+  const attempts = await Promise.all(
+    Array.from(
+      { length: 40 },
+      () => rawAttempt(server.port, "127.0.0.77", withToken("guess-0123456789abcdef")),
+    ),
+  );
+  const checked = attempts.filter((a) => a.reply === UNAUTHORIZED_LINE).length;
+  assert.equal(checked, 3, `token checks reached: ${checked}`);
+  for (const attempt of attempts.filter((a) => a.reply !== UNAUTHORIZED_LINE)) {
+    // Greeted before the lock, told why; or arrived after it and refused before accio.
+    if (attempt.greeted) assert.match(attempt.reply, /^error too many failed token checks from this address/);
+  }
+  assert.deepEqual(await tree(server.dir), []);
+  const metrics = await scrape(t.metricsPort);
+  assert.equal(refusedCount(metrics, "unauthorized"), 3);
+  assert.equal(refusedCount(metrics, "backoff"), 37);
+});
+
 Deno.test("tokens: SIGHUP revokes a removed token for new connections; a bad file keeps the tokens in use", async () => {
   const t = await tokenSetup();
   await using server = await startServer("server", { extra: serverArgs(t) });
