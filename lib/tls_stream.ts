@@ -13,12 +13,12 @@
  * Why the TCP end reaches the TLS layer late: Deno 2.9.6's `node:tls` ends a
  * stream the same way after `close_notify`, after a bare FIN and after a record
  * it could not decrypt (it stops there, silently), so the only sign of a clean
- * end is its timing. The carrier hands the FIN on only once the TLS layer has
- * taken, and had turns to act on, every byte before it: an end the TLS layer
- * reports before that came from `close_notify`; one after it is a cut (an
- * attacker dropping the last records, a forged record, a broken peer), and
- * reading it fails instead of ending, so a truncated upload is never taken for
- * a complete one, nor a bare FIN for the server's receipt.
+ * end is its order. The carrier holds a FIN back from the TLS layer until
+ * that reports its end, or for a grace time: an end
+ * it reports while the FIN is held came from `close_notify`; one after the FIN
+ * passed is a cut (an attacker dropping the last records, a forged record, a
+ * broken peer), and reading it fails instead of ending, so a truncated upload
+ * is never taken for a complete one, nor a bare FIN for the server's receipt.
  *
  * Why backpressure holds the carrier and never pauses the TLS socket: after
  * `pause()`/`resume()` Deno 2.9.6's `node:tls` can drop its `'end'`, and an
@@ -49,11 +49,12 @@ const QUEUE_LIMIT = 256 * 1024;
 const CONN_READ_BYTES = 256 * 1024;
 /** Encrypted bytes read ahead of the TLS layer, at most (the rest waits in the kernel). */
 const CONN_READ_AHEAD_BYTES = 256 * 1024;
-/** Longest wait, in turns of the event loop, for the TLS layer to take the bytes before a FIN. */
-const FIN_DRAIN_TURNS = 200;
-
-/** One turn of the event loop: every callback the TLS layer queued meanwhile has run. */
-const nextTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+/**
+ * Longest wait, in ms, for the TLS layer to report its end after a FIN (it does at once after a
+ * `close_notify`): a cut stream, or a close during the handshake, is seen this much later; a
+ * clean end never waits for it.
+ */
+const FIN_GRACE_MS = 1_000;
 
 /** Node's socket errors as the runtime's classes, where one fits (as `tcp_socket.ts` does). *
  * @example
@@ -80,6 +81,8 @@ export interface Carrier {
   readonly ended: boolean;
   /** True once that FIN was handed to the TLS layer (after every byte before it; see the module doc). */
   readonly finPassed: boolean;
+  /** The TLS layer reported its end (its peer's `close_notify`): a FIN held back may pass. */
+  tlsEnded(): void;
   /** Set once the connection failed (a reset, a write error). */
   readonly failure: Error | undefined;
   /** True once the connection is closed, by either side. */
@@ -105,19 +108,25 @@ abstract class CarrierState {
   failure: Error | undefined;
   closed = false;
   onChange: () => void = () => {};
+  readonly #tlsEnd = Promise.withResolvers<void>();
 
   protected markEnded(): void {
     this.ended = true;
     this.onChange();
   }
 
-  /** The TCP FIN arrived: hands it to the TLS layer once that has taken and acted on every byte before it. */
+  /** The TCP FIN arrived: hands it to the TLS layer, once that reported its end or the grace time passed. */
   protected async passFin(stream: Duplex): Promise<void> {
-    for (let turn = 0; turn < FIN_DRAIN_TURNS && stream.readableLength > 0; turn++) await nextTurn();
-    await nextTurn();
-    await nextTurn();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, FIN_GRACE_MS));
+    await Promise.race([this.#tlsEnd.promise, grace]);
+    clearTimeout(timer);
     this.finPassed = true;
     stream.push(null);
+  }
+
+  tlsEnded(): void {
+    this.#tlsEnd.resolve();
   }
 
   protected markFailed(error: unknown): void {
@@ -339,6 +348,7 @@ export class TlsStream implements Socket {
     secure.on("end", () => {
       this.#tlsEnded = true;
       this.#closeNotify = !carrier.finPassed;
+      carrier.tlsEnded();
       this.#notify();
     });
     secure.on("close", () => {
