@@ -515,3 +515,29 @@ Deno.test({
     listener.close();
   }
 });
+
+Deno.test({
+  name: "TLS: 60 uploads at once (--parallel 30, two clients) all end cleanly: no clean end misread as a cut",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  await using server = await startServer("server", { extra: tlsArgs(c.server) });
+  const dir = await tempDir();
+  const files = await Promise.all(
+    Array.from({ length: 30 }, (_, i) => makeFile(dir, `f${i}.bin`, 300_000 + i, i + 1)),
+  );
+  const run = () =>
+    runClient(
+      [...trusting(c), "--parallel", "30", "--quiet", "127.0.0.1", String(server.port), ...files],
+      60_000,
+    );
+  const results = await Promise.all([run(), run()]);
+  for (const result of results) assert.equal(result.code, 0, result.stderr);
+  const saved = (await stored(server.dir)).filter((name) => name.endsWith(".file"));
+  assert.equal(saved.length, 60);
+  const sizes = (await Promise.all(saved.map(async (name) =>
+    (await Deno.stat(`${server.dir}/${name}`)).size
+  ))).sort();
+  const expected = [...files, ...files].map((_, i) => 300_000 + (i % 30)).sort();
+  assert.deepEqual(sizes, expected);
+});
