@@ -228,36 +228,14 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
     ? undefined
     : new Metrics(() => started.server?.activeConnections ?? 0);
   const settings = limits(values);
-  const tls = tlsFiles && await serverTls(tlsFiles, { timeoutMs: settings.idleTimeoutMs!, log });
-  if (tls) reloadables.push(workers > 1 ? reloadInWorkers(tls.reloadable, started) : tls.reloadable);
-  const tokenGates = await tokenAccess(values, settings, reloadables, log);
+  const access = { forwarding, tlsFiles, workers, started, reloadables, log };
+  const gates = await accessGates(values, settings, access);
   const onUpload = reporter(log, Boolean(values.verbose), metrics, uploadLog, forwarding);
   const server = started.server = workers > 1
     ? await startWorkers(workers, values, port, directory, log, onUpload, metrics)
-    : await AccioServer.start({
-      port,
-      directory,
-      ...settings,
-      ...resumeOptions(values),
-      hashUploads: uploadLog !== undefined,
-      numbers: forwarding?.numbers,
-      // The balancer's header comes first: every later gate then sees the real client; the cheap checks
-      // come before the TLS handshake, so a connection they refuse costs none; the token gate greets,
-      // inside TLS: it comes last.
-      gates: [
-        ...(settings.gates ?? []),
-        ...(forwarding?.gates ?? []),
-        ...(tls ? [tls.gate] : []),
-        ...tokenGates,
-      ],
-      onLog: log,
-      onUpload,
-      onRefused: (refusal) => metrics?.recordRefusal(refusal.kind),
-    });
-  const pool = server instanceof WorkerPool ? server : undefined;
-  const source = metrics &&
-    { render: () => metrics.render() + (forwarding?.render() ?? "") + (pool?.render() ?? "") };
-  const metricsServer = source && await startMetrics(server, source, metricsPort!, values, log);
+    : await startOne({ port, directory, values, settings, log, onUpload, metrics, forwarding, gates });
+  const metricsServer = metrics &&
+    await startMetrics(server, metricsSource(metrics, forwarding, server), metricsPort!, values, log);
   const forwarded = forwarding && await startForwarding(forwarding, server, log, uploadLog);
   logListening(server, directory, log);
   surviveFileSizeLimit();
@@ -268,6 +246,77 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
   const failure = await forwarded?.refused;
   if (failure) throw failure;
   return 0;
+}
+
+/** What {@link accessGates} needs besides the options. */
+interface AccessContext {
+  forwarding: Forwarding | undefined;
+  tlsFiles: ReturnType<typeof parseTlsFiles>;
+  workers: number;
+  started: { server?: Serving };
+  reloadables: Reloadable[];
+  log: (line: string) => void;
+}
+
+/** Every gate in its order, TLS and tokens included; what SIGHUP reloads goes into `reloadables`. */
+async function accessGates(
+  values: ParsedArgs["values"],
+  settings: Partial<ServerOptions>,
+  { forwarding, tlsFiles, workers, started, reloadables, log }: AccessContext,
+): Promise<Gate[]> {
+  const tls = tlsFiles && await serverTls(tlsFiles, { timeoutMs: settings.idleTimeoutMs!, log });
+  if (tls) reloadables.push(workers > 1 ? reloadInWorkers(tls.reloadable, started) : tls.reloadable);
+  const tokens = await tokenAccess(values, settings, reloadables, log);
+  return admissionOrder(settings.gates ?? [], forwarding?.gates ?? [], tls?.gate, tokens);
+}
+
+/** One scrape: the server's counters, the forwarder's, and with workers each worker's. */
+function metricsSource(metrics: Metrics, forwarding: Forwarding | undefined, server: Serving): MetricsSource {
+  const pool = server instanceof WorkerPool ? server : undefined;
+  return { render: () => metrics.render() + (forwarding?.render() ?? "") + (pool?.render() ?? "") };
+}
+
+/** What one server in this thread is started with (see {@link startOne}). */
+interface OneServer {
+  port: number;
+  directory: string;
+  values: ParsedArgs["values"];
+  settings: Partial<ServerOptions>;
+  log: (line: string) => void;
+  onUpload: (outcome: UploadOutcome) => void;
+  metrics: Metrics | undefined;
+  forwarding: Forwarding | undefined;
+  gates: Gate[];
+}
+
+/** `--workers 1`: the server runs in this thread. */
+function startOne(o: OneServer): Promise<AccioServer> {
+  return AccioServer.start({
+    port: o.port,
+    directory: o.directory,
+    ...o.settings,
+    ...resumeOptions(o.values),
+    hashUploads: typeof o.values.log === "string", // the upload log records each file's SHA-256
+    numbers: o.forwarding?.numbers,
+    gates: o.gates,
+    onLog: o.log,
+    onUpload: o.onUpload,
+    onRefused: (refusal) => o.metrics?.recordRefusal(refusal.kind),
+  });
+}
+
+/**
+ * The gates in the order they run. The balancer's header comes first: every later gate then sees
+ * the real client; the cheap checks come before the TLS handshake, so a connection they refuse
+ * costs none; the token gate greets, inside TLS: it comes last.
+ */
+function admissionOrder(
+  cheap: readonly Gate[],
+  disk: readonly Gate[],
+  tls: Gate | undefined,
+  tokens: readonly Gate[],
+): Gate[] {
+  return [...cheap, ...disk, ...(tls ? [tls] : []), ...tokens];
 }
 
 /**
