@@ -47,8 +47,18 @@ import { resetSocket } from "./tcp_socket.ts";
 const QUEUE_LIMIT = 256 * 1024;
 /** Bytes asked of a `Deno.Conn` per read: fewer, larger reads cost less CPU than many small ones. */
 const CONN_READ_BYTES = 256 * 1024;
+/** Where every carrier reads the bytes it drops (after the TLS end): nothing in it is ever used. */
+const DISCARDED = new Uint8Array(CONN_READ_BYTES);
 /** Encrypted bytes read ahead of the TLS layer, at most (the rest waits in the kernel). */
 const CONN_READ_AHEAD_BYTES = 256 * 1024;
+/**
+ * Most encrypted bytes handed to the TLS layer without any data coming out of it. A TLS record is
+ * at most about 16.6 KiB and the carrier reads ahead at most {@link CONN_READ_AHEAD_BYTES}, so a
+ * sound stream stays far below; past a record `node:tls` cannot decrypt it takes every later byte
+ * into memory and yields none: the stream is then broken, and failed.
+ */
+const MAX_SILENT_CIPHERTEXT = 2 * 1024 * 1024;
+
 /**
  * Longest wait, in ms, for the TLS layer to report its end after a FIN (it does at once after a
  * `close_notify`): a cut stream, or a close during the handshake, is seen this much later; a
@@ -83,6 +93,8 @@ export interface Carrier {
   readonly finPassed: boolean;
   /** The TLS layer reported its end (its peer's `close_notify`): a FIN held back may pass. */
   tlsEnded(): void;
+  /** The TLS layer gave out data: what it holds is sound (see {@link MAX_SILENT_CIPHERTEXT}). */
+  plaintextOut(): void;
   /** Set once the connection failed (a reset, a write error). */
   readonly failure: Error | undefined;
   /** True once the connection is closed, by either side. */
@@ -126,8 +138,39 @@ abstract class CarrierState {
   }
 
   tlsEnded(): void {
+    this.tlsDone = true;
     this.#tlsEnd.resolve();
+    this.readOn();
   }
+
+  /** Reading stopped for the TLS layer's backpressure goes on: the TCP end must still be seen. */
+  protected abstract readOn(): void;
+
+  #silentBytes = 0;
+
+  plaintextOut(): void {
+    this.#silentBytes = 0;
+  }
+
+  /**
+   * Counts `n` encrypted bytes about to go to the TLS layer; false (and the carrier failed) once too
+   * many went without data coming out: a broken stream, whose later bytes must not pile up.
+   */
+  protected admit(n: number): boolean {
+    this.#silentBytes += n;
+    if (this.#silentBytes <= MAX_SILENT_CIPHERTEXT) return true;
+    const mib = MAX_SILENT_CIPHERTEXT / (1024 * 1024);
+    this.markFailed(
+      new Deno.errors.InvalidData(`the TLS stream is broken: ${mib} MiB came in without any data out`),
+    );
+    return false;
+  }
+
+  /**
+   * True once the TLS layer has ended: bytes after its end (after the peer's close_notify) are
+   * read and dropped, never handed on: `node:tls` would keep every one of them in memory.
+   */
+  protected tlsDone = false;
 
   protected markFailed(error: unknown): void {
     if (!this.closed) this.failure ??= translateSocketError(error);
@@ -160,6 +203,8 @@ class NetCarrier extends CarrierState implements Carrier {
       },
     });
     socket.on("data", (chunk) => {
+      if (this.tlsDone || this.failure) return; // after the TLS end: dropped (see CarrierState.tlsDone)
+      if (!this.admit(chunk.length)) return void socket.pause();
       if (!this.stream.destroyed && !this.stream.push(chunk)) socket.pause();
     });
     socket.on("end", () => {
@@ -173,6 +218,10 @@ class NetCarrier extends CarrierState implements Carrier {
   hold(): void {
     this.#held = true;
     this.#socket.pause();
+  }
+
+  protected readOn(): void {
+    if (!this.#held) this.#socket.resume();
   }
 
   resume(): void {
@@ -224,12 +273,15 @@ class ConnCarrier extends CarrierState implements Carrier {
     this.#reading = true;
     try {
       while (!this.#held) {
-        const buffer = new Uint8Array(CONN_READ_BYTES);
+        // Bytes after the TLS end are dropped: one shared buffer, not a new one per read.
+        const buffer = this.tlsDone ? DISCARDED : new Uint8Array(CONN_READ_BYTES);
         const n = await this.#conn.read(buffer);
         if (n === null) {
           this.markEnded();
           return void this.passFin(this.stream);
         }
+        if (this.tlsDone) continue; // after the TLS end: dropped (see CarrierState.tlsDone)
+        if (!this.admit(n)) return;
         if (!this.stream.destroyed && !this.stream.push(buffer.subarray(0, n))) return;
       }
     } catch (error) {
@@ -241,6 +293,10 @@ class ConnCarrier extends CarrierState implements Carrier {
 
   hold(): void {
     this.#held = true;
+  }
+
+  protected readOn(): void {
+    void this.#pump();
   }
 
   resume(): void {
@@ -334,6 +390,7 @@ export class TlsStream implements Socket {
     this.#tls = secure;
     this.#carrier = carrier;
     secure.on("data", (chunk: Uint8Array) => {
+      carrier.plaintextOut();
       this.#queue.push(chunk);
       this.#queued += chunk.length;
       // Backpressure at the carrier: the TLS layer itself is never paused, as Deno 2.9.6's node:tls

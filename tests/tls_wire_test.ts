@@ -27,6 +27,7 @@ import {
   runClient,
   runClientInTerminal,
   runClientWithStdin,
+  spawnPeer,
   spawnProgram,
   startServer,
 } from "./support/process.ts";
@@ -127,8 +128,10 @@ Deno.test({
   const refused = await runClient([...trusting(c), "--verify", "127.0.0.1", port, large]);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /^ERROR: server refused the upload: .*100/m);
-  const numbered = (await stored(server.dir)).filter((name) => name.endsWith(".file"));
-  assert.equal(await Deno.readTextFile(`${server.dir}/${numbered.at(-1)}`), "ERROR");
+  // The ERROR file may trail the error line its client read.
+  const numbered = async () => (await stored(server.dir)).filter((name) => name.endsWith(".file"));
+  await waitFor(async () => (await numbered()).length > 0, 5_000, "the ERROR file");
+  assert.equal(await Deno.readTextFile(`${server.dir}/${(await numbered()).at(-1)}`), "ERROR");
 });
 
 Deno.test({
@@ -550,3 +553,45 @@ Deno.test({
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
+
+/** The resident memory of `pid`, in MiB. */
+function rssMiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1] ?? 0) / 1024;
+}
+
+Deno.test({
+  name:
+    "TLS: bytes after a close_notify or after a forged record are not held: the server's memory stays flat",
+  ignore,
+}, async () => {
+  const c = await getCerts();
+  await using server = await startServer("server", { extra: [...tlsArgs(c.server), "--timeout", "2"] });
+  await delay(500);
+  for (const [i, mode] of ["close", "bad-record"].entries()) {
+    const before = rssMiB(server.proc.pid);
+    const peer = spawnPeer("tls_junk_after_close.py", [String(server.port), "3", c.ca.cert, mode]);
+    let peak = before;
+    const sampling = setInterval(() => peak = Math.max(peak, rssMiB(server.proc.pid)), 100);
+    try {
+      await peer.wait(20_000);
+    } finally {
+      clearInterval(sampling);
+    }
+    assert.match(peer.stdout, /sent \d+ MiB/, peer.stderr);
+    assert.ok(
+      peak - before < 100,
+      `${mode}: the server grew by ${(peak - before).toFixed(0)} MiB (${peer.stdout})`,
+    );
+    // Nothing sound ends either upload: ERROR (a broken stream at once, no FIN at the idle timeout).
+    await waitFor(async () => (await stored(server.dir)).includes(`${i + 1}.file`), 20_000, `${i + 1}.file`);
+    assert.equal(await Deno.readTextFile(`${server.dir}/${i + 1}.file`), "ERROR");
+  }
+  const after = await runClient([
+    ...trusting(c),
+    "127.0.0.1",
+    String(server.port),
+    await contentFile("after"),
+  ]);
+  assert.equal(after.code, 0, after.stderr);
+  assert.match(server.proc.stderr, /2\.file .*ERROR: .*the TLS stream is broken/);
+});
