@@ -4,7 +4,10 @@
  * and each further failure locks it for twice as long, up to 60 s. While it
  * is locked, its connections are refused at once, before `accio\r\n` and
  * without reading a byte, so a locked-out guesser costs the server no
- * connection slot and no token check. A success clears the address.
+ * connection slot and no token check. A success does not clear the
+ * address's failures: one holder of a valid token could otherwise guess other
+ * sensors' tokens between its own uploads at full speed; failures are only
+ * forgotten with time.
  *
  * Refusing instead of delaying keeps slots free: a delayed attempt would hold
  * its slot for the whole delay. And a locked address's next turn is not moved
@@ -16,9 +19,9 @@
  * through. An address with no failures is not limited at all, so a fleet of
  * good sensors behind one NAT is never slowed down.
  *
- * Memory is bounded: at most `maxTracked` addresses, the least recently
- * failing forgotten first; an address is also forgotten once its lock is over
- * and it has not failed for `forgetMs`.
+ * Memory is bounded: at most `maxTracked` addresses, the one whose last
+ * failure is oldest among those not locked forgotten first; an address is
+ * also forgotten once its lock is over and it has not failed for `forgetMs`.
  *
  * @example
  * ```ts
@@ -164,8 +167,7 @@ export class AuthLockout {
         finished = true;
         const mine = suspicious ? this.#records.get(key) : undefined;
         if (mine) mine.inFlight = Math.max(0, mine.inFlight - 1);
-        if (outcome === "success") this.#records.delete(key);
-        else if (outcome === "failure") this.#fail(key);
+        if (outcome === "failure") this.#fail(key); // a success changes nothing: see the module doc
       },
     };
   }

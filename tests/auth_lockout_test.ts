@@ -26,18 +26,19 @@ Deno.test("lock-out: 3 free failures, then 1 s, doubling per failure up to 60 s;
   assert.ok(admitted(lockout.begin("b")), "another address is not affected");
 });
 
-Deno.test("lock-out: a success clears the address; a timeout (other) changes nothing", () => {
+Deno.test("lock-out: neither a success nor a timeout (other) clears an address's failures", () => {
   let now = 0;
   const lockout = new AuthLockout({ now: () => now });
   for (let i = 0; i < 3; i++) admitted(lockout.begin("a")).finish("failure");
   now = 1_000;
   admitted(lockout.begin("a")).finish("other");
   admitted(lockout.begin("a")).finish("other"); // a timeout neither counts nor locks
-  now = 10_000;
-  admitted(lockout.begin("a")).finish("success");
-  assert.equal(lockout.tracked, 0);
-  for (let i = 0; i < 2; i++) admitted(lockout.begin("a")).finish("failure");
-  assert.ok(lockout.begin("a").admitted, "the count started over");
+  admitted(lockout.begin("a")).finish("success"); // a holder of one good token, guessing others' between uploads
+  admitted(lockout.begin("a")).finish("failure"); // the 4th failure: 2 s, not a fresh start
+  assert.deepEqual(lockout.begin("a"), { admitted: false, lockedMs: 2_000 });
+  now = 1_000 + 16 * 60_000; // forgotten with time only
+  admitted(lockout.begin("a")).finish("failure");
+  assert.ok(lockout.begin("a").admitted, "the count started over after 15 minutes");
 });
 
 Deno.test("lock-out: a suspicious address gets one check at a time; an address without failures any number", () => {
