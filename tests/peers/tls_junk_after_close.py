@@ -19,6 +19,13 @@ while True:
         if pending:
             sock.sendall(pending)
         incoming.write(sock.recv(65536))
+# The server's accio\r\n: its handshake is done, so what follows is the upload's stream, not the handshake.
+greeting = b""
+while len(greeting) < 7:
+    try:
+        greeting += tls.read(7 - len(greeting))
+    except ssl.SSLWantReadError:
+        incoming.write(sock.recv(65536))
 tls.write(b"payload")
 if mode == "close":
     try:
