@@ -47,7 +47,7 @@ import { resetSocket } from "./tcp_socket.ts";
 const QUEUE_LIMIT = 256 * 1024;
 /** Bytes asked of a `Deno.Conn` per read: fewer, larger reads cost less CPU than many small ones. */
 const CONN_READ_BYTES = 256 * 1024;
-/** Where every carrier reads the bytes it drops (after the TLS end): nothing in it is ever used. */
+/** Where the server's carrier reads the bytes it drops (after the TLS end): nothing in it is ever used. */
 const DISCARDED = new Uint8Array(CONN_READ_BYTES);
 /** Encrypted bytes read ahead of the TLS layer, at most (the rest waits in the kernel). */
 const CONN_READ_AHEAD_BYTES = 256 * 1024;
@@ -89,7 +89,7 @@ export interface Carrier {
   readonly stream: Duplex;
   /** True once the peer's FIN arrived. */
   readonly ended: boolean;
-  /** True once that FIN was handed to the TLS layer (after every byte before it; see the module doc). */
+  /** True once that FIN was handed to the TLS layer (after the TLS layer's end, or the grace time; see the module doc). */
   readonly finPassed: boolean;
   /** The TLS layer reported its end (its peer's `close_notify`): a FIN held back may pass. */
   tlsEnded(): void;
@@ -120,7 +120,14 @@ abstract class CarrierState {
   failure: Error | undefined;
   closed = false;
   onChange: () => void = () => {};
+  /**
+   * True once the TLS layer has ended: bytes after its end (after the peer's close_notify) are
+   * read and dropped, never handed on: `node:tls` would keep every one of them in memory.
+   */
+  protected tlsDone = false;
   readonly #tlsEnd = Promise.withResolvers<void>();
+  /** Encrypted bytes handed on since data last came out (see {@link MAX_SILENT_CIPHERTEXT}). */
+  #silentBytes = 0;
 
   protected markEnded(): void {
     this.ended = true;
@@ -146,8 +153,6 @@ abstract class CarrierState {
   /** Reading stopped for the TLS layer's backpressure goes on: the TCP end must still be seen. */
   protected abstract readOn(): void;
 
-  #silentBytes = 0;
-
   plaintextOut(): void {
     this.#silentBytes = 0;
   }
@@ -165,12 +170,6 @@ abstract class CarrierState {
     );
     return false;
   }
-
-  /**
-   * True once the TLS layer has ended: bytes after its end (after the peer's close_notify) are
-   * read and dropped, never handed on: `node:tls` would keep every one of them in memory.
-   */
-  protected tlsDone = false;
 
   protected markFailed(error: unknown): void {
     if (!this.closed) this.failure ??= translateSocketError(error);
