@@ -172,16 +172,24 @@ function resumeOptions(values: Record<string, string | boolean | undefined>) {
 
 /** A worker's settings, from the same option values as the main thread's (see lib/server_worker.ts). */
 async function workerSettings(values: OptionValues): Promise<WorkerSettings> {
-  const settings = {
-    ...limits(values),
-    ...resumeOptions(values),
-    hashUploads: typeof values.log === "string",
-  };
+  const settings = serverSettings(values);
   const files = parseTlsFiles(values);
   if (files === undefined) return settings;
   // A node:tls context lives in one isolate: each worker loads its own (the main thread logged what it is).
   const tls = await serverTls(files, { timeoutMs: settings.idleTimeoutMs!, log: () => {} });
-  return { ...settings, gates: [...(settings.gates ?? []), tls.gate], reloadables: [tls.reloadable] };
+  const gates = admissionOrder(settings.gates ?? [], [], tls.gate, []);
+  return { ...settings, gates, reloadables: [tls.reloadable] };
+}
+
+/** The settings of each serving thread (the one server, or every worker) from the command line. */
+function serverSettings(values: OptionValues): Partial<ServerOptions> {
+  // With an upload log, each stored file's SHA-256 is recorded.
+  return { ...limits(values), ...resumeOptions(values), hashUploads: typeof values.log === "string" };
+}
+
+/** Each refusal before a number, counted in metrics by its label. */
+function countRefusals(metrics: Metrics | undefined): (refusal: Refusal) => void {
+  return (refusal) => metrics?.recordRefusal(refusal.kind);
 }
 
 /** With workers, SIGHUP reads the certificate in the main thread first: only a good one reaches the workers. */
@@ -227,13 +235,13 @@ async function serve({ positionals: [portText, fileDir], values }: ParsedArgs): 
   const metrics = metricsPort === undefined
     ? undefined
     : new Metrics(() => started.server?.activeConnections ?? 0);
-  const settings = limits(values);
+  const settings = serverSettings(values);
   const access = { forwarding, tlsFiles, workers, started, reloadables, log };
   const gates = await accessGates(values, settings, access);
   const onUpload = reporter(log, Boolean(values.verbose), metrics, uploadLog, forwarding);
   const server = started.server = workers > 1
     ? await startWorkers(workers, values, port, directory, log, onUpload, metrics)
-    : await startOne({ port, directory, values, settings, log, onUpload, metrics, forwarding, gates });
+    : await startOne({ port, directory, settings, log, onUpload, metrics, forwarding, gates });
   const metricsServer = metrics &&
     await startMetrics(server, metricsSource(metrics, forwarding, server), metricsPort!, values, log);
   const forwarded = forwarding && await startForwarding(forwarding, server, log, uploadLog);
@@ -280,7 +288,6 @@ function metricsSource(metrics: Metrics, forwarding: Forwarding | undefined, ser
 interface OneServer {
   port: number;
   directory: string;
-  values: ParsedArgs["values"];
   settings: Partial<ServerOptions>;
   log: (line: string) => void;
   onUpload: (outcome: UploadOutcome) => void;
@@ -295,13 +302,11 @@ function startOne(o: OneServer): Promise<AccioServer> {
     port: o.port,
     directory: o.directory,
     ...o.settings,
-    ...resumeOptions(o.values),
-    hashUploads: typeof o.values.log === "string", // the upload log records each file's SHA-256
     numbers: o.forwarding?.numbers,
     gates: o.gates,
     onLog: o.log,
     onUpload: o.onUpload,
-    onRefused: (refusal) => o.metrics?.recordRefusal(refusal.kind),
+    onRefused: countRefusals(o.metrics),
   });
 }
 
@@ -474,7 +479,7 @@ function startWorkers(
 ): Promise<WorkerPool> {
   const maxConnections = limits(values).maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const script = new URL(import.meta.url);
-  const onRefused = (refusal: Refusal) => metrics?.recordRefusal(refusal.kind);
+  const onRefused = countRefusals(metrics);
   return WorkerPool.start({
     script,
     count,
