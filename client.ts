@@ -245,8 +245,7 @@ function stopOnSignals(): AbortSignal {
 async function clientToken(
   values: Record<string, string | boolean | undefined>,
 ): Promise<ClientToken | undefined> {
-  const file = values["token-file"];
-  const found = await readClientToken(typeof file === "string" ? file : undefined);
+  const found = await readClientToken(stringOption(values["token-file"]));
   if (found && !values.tls && !values["allow-plaintext-tokens"]) {
     throw new UsageError(
       `a token (from ${found.source}) without --tls would cross the network readable by anyone on the way: ` +
@@ -261,7 +260,7 @@ await runCommand(spec, Deno.args, async ({ positionals: [hostname, portText, ...
   const token = await clientToken(values);
   const port = await resolvePort(portText);
   const tls = settings.tls && await clientTlsOptions(settings.tls); // a bad --ca stops the run before any file
-  const name = typeof values.name === "string" ? values.name : undefined;
+  const name = stringOption(values.name);
   const { uploads, skipped } = await listUploads(paths, {
     named: Boolean(values.named),
     name,

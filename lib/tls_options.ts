@@ -70,8 +70,6 @@ export interface ServerTls {
   gate: Gate;
   /** Reads the files again for new connections; a bad file keeps the certificate in use. */
   reloadable: Reloadable;
-  /** The loaded certificate. */
-  context: TlsContext;
 }
 
 /**
@@ -100,5 +98,5 @@ export async function serverTls(files: TlsFiles, options: ServerTlsOptions): Pro
       return material.summary;
     },
   };
-  return { gate: tlsGate(context, { timeoutMs: options.timeoutMs }), reloadable, context };
+  return { gate: tlsGate(context, { timeoutMs: options.timeoutMs }), reloadable };
 }

@@ -104,15 +104,20 @@ export function tokenGate(options: TokenGateOptions): Gate {
   };
 }
 
-/** The refusal of a locked-out address: before accio, nothing sent or read (`after` says otherwise). */
-function lockedOut(host: string, lockedMs: number, after?: string): AccioError {
-  if (after) {
-    return new AccioError(`${host} ${after}: its token was not checked (back-off)`, { refusal: "backoff" });
-  }
+/** The refusal of a locked-out address: before accio, nothing sent or read. */
+function lockedOut(host: string, lockedMs: number): AccioError {
   const why = lockedMs > 0
     ? `locked for ${formatSeconds(lockedMs)} more after failed token checks`
     : "a token check of this address after failed ones is still in progress";
   return new AccioError(`${host} ${why}: refused before accio (back-off)`, { refusal: "backoff" });
+}
+
+/** The refusal of a connection whose address was locked during its handshake: told, its token unchecked. */
+function lockedMeanwhile(host: string): AccioError {
+  return new AccioError(
+    `${host} locked meanwhile by the failed token checks of its other connections: its token was not checked (back-off)`,
+    { refusal: "backoff" },
+  );
 }
 
 /** What a connection whose address was locked after its greeting is told: its token was not checked. */
@@ -144,7 +149,7 @@ async function checkToken(
   }
   if (!admission.mayCheck()) {
     await conn.refuse(LOCKED_REASON, linger, arrival.signal);
-    throw lockedOut(host, 0, "locked meanwhile by the failed token checks of its other connections");
+    throw lockedMeanwhile(host);
   }
   const taken = typeof handshake === "string" ? { problem: handshake, rest: [] } : takeToken(handshake);
   const identity = taken.token === undefined ? undefined : options.tokens.verify(taken.token);
