@@ -1,12 +1,11 @@
 /**
  * Access control pieces: the tokens file (lib/tokens.ts), the client's token,
- * per-identity names, and the per-address limits and back-off
- * (lib/address_limit.ts), the last over real loopback sockets from two
- * client addresses (127.0.0.1 and 127.0.0.2).
+ * per-identity names, and the per-address limits and keys
+ * (lib/address_limit.ts). The lock-out after failed token checks is
+ * tests/auth_lockout_test.ts's, and over loopback tests/token_wire_test.ts's.
  */
 import assert from "node:assert/strict";
-import net from "node:net";
-import { addressKey, AddressLimit, FailureBackoff } from "../lib/address_limit.ts";
+import { addressKey, AddressLimit } from "../lib/address_limit.ts";
 import { FileError, ProtocolError, UsageError } from "../lib/errors.ts";
 import {
   identityPath,
@@ -16,10 +15,8 @@ import {
   tokenDigest,
   TokenFile,
   TokenTable,
-  UNAUTHORIZED,
 } from "../lib/tokens.ts";
 import { tempDir } from "./support/files.ts";
-import { delay } from "./support/wait.ts";
 
 const TOKEN_A = "a".repeat(16) + "-sensor-a-secret";
 const TOKEN_B = "b".repeat(16) + "-sensor-b-secret";
@@ -203,135 +200,6 @@ Deno.test("address keys: IPv4 and IPv4-mapped alike; IPv6 by prefix", () => {
   assert.equal(addressKey("not:an:address:::"), "not:an:address:::");
 });
 
-Deno.test("back-off: free failures, then doubling waits up to the cap, attempts queued, then refused", () => {
-  const now = 0;
-  const backoff = new FailureBackoff({ freeFailures: 3, baseMs: 100, capMs: 1_000, now: () => now });
-  const key = "192.0.2.1";
-  for (let i = 0; i < 3; i++) backoff.recordFailure(key);
-  assert.equal(backoff.delayMs(key), 100);
-  assert.equal(backoff.admit(key), 0, "the first attempt after the free ones goes at once...");
-  assert.equal(backoff.admit(key), 100, "...the next queues behind it");
-  for (let i = 0; i < 4; i++) backoff.recordFailure(key);
-  assert.equal(backoff.delayMs(key), 1_000, "100 * 2^4 capped at 1000");
-  assert.equal(backoff.admit(key), 200);
-  assert.equal(backoff.admit(key), undefined, "a wait past the cap (1200 > 1000) is refused at once");
-  assert.equal(backoff.admit("192.0.2.2"), 0, "another address is not affected");
-  assert.deepEqual(backoff.stats, { failures: 7, delayed: 2, refused: 1, tracked: 1 });
-});
-
-Deno.test("back-off: failures decay with the half-life, and are forgotten", () => {
-  let now = 0;
-  const backoff = new FailureBackoff({ freeFailures: 2, baseMs: 100, halfLifeMs: 1_000, now: () => now });
-  for (let i = 0; i < 6; i++) backoff.recordFailure("a");
-  assert.equal(backoff.delayMs("a"), 1_600);
-  now = 1_000; // 3 failures left
-  assert.equal(backoff.delayMs("a"), 200);
-  now = 3_000; // 0.75 left: free again
-  assert.equal(backoff.delayMs("a"), 0);
-  now = 20_000;
-  assert.equal(backoff.admit("a"), 0);
-  assert.equal(backoff.stats.tracked, 0, "forgotten");
-});
-
-Deno.test("back-off: memory stays bounded with many addresses", () => {
-  const backoff = new FailureBackoff({ maxTracked: 100 });
-  for (let i = 0; i < 10_000; i++) backoff.recordFailure(`10.0.${i >> 8}.${i & 255}`);
-  assert.equal(backoff.stats.tracked, 100);
-  assert.equal(backoff.delayMs("10.0.0.0"), 0, "the least recent failures were forgotten first");
-  assert.ok(backoff.stats.failures === 10_000);
-});
-
-/**
- * A token checker on loopback, shaped like the server's: the back-off wait
- * (or refusal) before the token is checked, `ok` or `error unauthorized`.
- */
-function tokenServer(
-  table: TokenTable,
-  backoff: FailureBackoff,
-): { listener: Deno.TcpListener; done: Promise<void> } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const serve = async (conn: Deno.Conn) => {
-    const key = addressKey((conn.remoteAddr as Deno.NetAddr).hostname, 64);
-    const buffer = new Uint8Array(1024);
-    const n = await conn.read(buffer).catch(() => null);
-    const token = n === null ? "" : new TextDecoder().decode(buffer.subarray(0, n)).trim();
-    const wait = backoff.admit(key);
-    if (wait === undefined) {
-      await conn.write(new TextEncoder().encode(`error ${UNAUTHORIZED}: too many failed attempts\r\n`)).catch(
-        () => {},
-      );
-    } else {
-      await delay(wait);
-      const identity = table.verify(token);
-      if (identity === undefined) backoff.recordFailure(key);
-      await conn.write(
-        new TextEncoder().encode(identity ? `ok ${identity}\r\n` : `error ${UNAUTHORIZED}\r\n`),
-      )
-        .catch(() => {});
-    }
-    conn.close();
-  };
-  const done = (async () => {
-    const serving = new Set<Promise<void>>();
-    for await (const conn of listener) {
-      const one = serve(conn).finally(() => serving.delete(one));
-      serving.add(one);
-    }
-    await Promise.all(serving);
-  })();
-  return { listener, done };
-}
-
-/** One attempt from `localAddress`: the server's answer and how long it took. */
-function attempt(port: number, localAddress: string, token: string): Promise<{ answer: string; ms: number }> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: "127.0.0.1", port, localAddress });
-    let answer = "";
-    socket.on("connect", () => socket.write(`${token}\n`));
-    socket.on("data", (chunk) => answer += chunk);
-    socket.on("error", reject);
-    socket.on("close", () => resolve({ answer: answer.trim(), ms: performance.now() - started }));
-  });
-}
-
-Deno.test("back-off over loopback: 200 failed attempts from one address slow down; another address is served", async () => {
-  const table = TokenTable.parse(`sensor-a:${tokenDigest(TOKEN_A)}\n`, "tokens");
-  const backoff = new FailureBackoff({ freeFailures: 3, baseMs: 40, capMs: 320 });
-  const server = tokenServer(table, backoff);
-  const port = server.listener.addr.port;
-  try {
-    // Sequential failures: 3 free, then each evaluation waits 40, 80, 160, 320, 320 ms after the one before.
-    const durations: number[] = [];
-    let fourthStarted = 0;
-    for (let i = 0; i < 9; i++) {
-      if (i === 3) fourthStarted = performance.now();
-      const { answer, ms } = await attempt(port, "127.0.0.1", "wrong-token-0123456789");
-      assert.equal(answer, `error ${UNAUTHORIZED}`);
-      durations.push(ms);
-    }
-    const slowedFor = performance.now() - fourthStarted;
-    assert.ok(slowedFor >= 920 - 5, `attempts 4-9 took ${slowedFor} ms, at least 40+80+160+320+320`);
-    assert.ok(Math.max(...durations) < 320 + 5_000, `no attempt waits much past the cap: ${durations}`);
-    // A burst: 191 more at once. They queue one behind the other; past the cap they are refused at once.
-    const burst = await Promise.all(
-      Array.from({ length: 191 }, () => attempt(port, "127.0.0.1", "wrong-token-0123456789")),
-    );
-    const refused = burst.filter((r) => r.answer.endsWith("too many failed attempts")).length;
-    assert.ok(refused >= 100, `${refused} of 191 refused at once`);
-    assert.ok(burst.every((r) => r.answer.startsWith(`error ${UNAUTHORIZED}`)));
-    // Meanwhile another address is served at once, and its good token works.
-    const other = await attempt(port, "127.0.0.2", TOKEN_A);
-    assert.equal(other.answer, "ok sensor-a");
-    assert.ok(backoff.delayMs(addressKey("127.0.0.2")) === 0);
-    const { failures, refused: refusedCount } = backoff.stats;
-    assert.equal(failures + refusedCount, 200);
-  } finally {
-    server.listener.close();
-    await server.done;
-  }
-});
-
 Deno.test("tokens: without the permission to read ACCIO_TOKEN, the client counts it as unset (no prompt)", async () => {
   const script = `import { readClientToken } from "${new URL("../lib/tokens.ts", import.meta.url).href}";
 console.log(JSON.stringify(await readClientToken() ?? null));`;
@@ -353,14 +221,4 @@ console.log(JSON.stringify(await readClientToken() ?? null));`;
     await run(["--no-prompt", "--allow-read", `--allow-env=${TOKEN_ENV}`]),
     JSON.stringify({ token: TOKEN_A, source: TOKEN_ENV }),
   );
-});
-
-Deno.test("back-off defaults: 5 free failures, then 100 ms doubling, capped at 5 s", () => {
-  const backoff = new FailureBackoff({ now: () => 0 });
-  const delays: number[] = [];
-  for (let i = 0; i < 12; i++) {
-    delays.push(backoff.delayMs("a"));
-    backoff.recordFailure("a");
-  }
-  assert.deepEqual(delays, [0, 0, 0, 0, 0, 100, 200, 400, 800, 1_600, 3_200, 5_000]);
 });
