@@ -32,7 +32,7 @@ import {
   startServer,
 } from "./support/process.ts";
 import { delay, waitFor } from "./support/wait.ts";
-import { connect, freePort, readToEnd, sendAll } from "./support/wire.ts";
+import { connect, freePort, readToEnd, sendAll, withFakeServer } from "./support/wire.ts";
 
 const ignore = await skipWithoutOpenssl("the TLS wiring tests");
 let certs: TestCerts | undefined;
@@ -497,26 +497,20 @@ Deno.test({
 }, async () => {
   const c = await getCerts();
   const file = await makeFile(await tempDir(), "data.bin", 50_000);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
+  const context = await TlsContext.load(c.server);
   // A server that runs the TLS handshake, greets, reads the whole upload, and then only closes TCP.
-  const fake = (async () => {
-    const context = await TlsContext.load(c.server);
-    const conn = await listener.accept();
+  const fakeServer = async (conn: Deno.TcpConn) => {
     const stream = await acceptTls(conn, context, 5_000);
     await stream.write(bytes("accio\r\n"));
     const buffer = new Uint8Array(64 * 1024);
     while ((await stream.read(buffer)) !== null);
     conn.close(); // TCP FIN, no close_notify
-  })();
-  try {
+  };
+  await withFakeServer(fakeServer, async (port) => {
     const result = await runClient([...trusting(c), "127.0.0.1", String(port), file]);
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stderr, /^ERROR: .*close_notify/m);
-  } finally {
-    await fake.catch(() => {});
-    listener.close();
-  }
+  });
 });
 
 Deno.test({
