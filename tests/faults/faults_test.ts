@@ -295,11 +295,16 @@ Deno.test({
     const filled = await Promise.all(fill.map((c) => cleanUpload(server.port, c)));
     fill.forEach((content, i) => attempts.push({ content, expect: filled[i] ? "either" : "error" }));
     faults++;
+    // A failed upload's ERROR file may trail its client's answer; until it is there, its .part holds the
+    // disk, and a new connection is refused before accio for want of space (no number, by design).
+    const numbered = async () => (await listDir(view)).filter((name) => /^\d+\.file$/.test(name));
+    const filePerConnection = () =>
+      waitFor(async () => (await numbered()).length === attempts.length, 10_000, "a file per connection");
+    await filePerConnection();
     const after = uniqueContent("after-full", 10_000);
     attempts.push({ content: after, expect: (await cleanUpload(server.port, after)) ? "clean" : "either" });
-    // Seven connections, seven numbers: a failed upload's ERROR file may trail its client's answer.
-    const numbered = async () => (await listDir(view)).filter((name) => /^\d+\.file$/.test(name));
-    await waitFor(async () => (await numbered()).length === attempts.length, 10_000, "a file per connection");
+    // Seven connections, seven numbers.
+    await filePerConnection();
     assert.ok(
       (await numbered()).includes(`${attempts.length}.file`),
       "the upload after the full disk has no file",
